@@ -1,0 +1,156 @@
+"""The `meshseed` command line: parse arguments, call the pipeline, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from builder import __version__
+from builder.det.files import write_atomically
+from builder.det.jsonfmt import canonical_json
+from builder.errors import ExitStatus, MeshseedError, bad_input
+from builder.inventory import node_records
+from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
+from builder.site import DEFAULT_SITE, Role, Site, load_site
+from builder.site.schema import site_schema
+
+log = logging.getLogger("meshseed")
+Command = Callable[[argparse.Namespace], int]
+
+
+def _deriver(args: argparse.Namespace, site: Site) -> SecretDeriver:
+    path, is_default = master_key_path(args.master_key, os.environ)
+    return SecretDeriver(load_master_key(path, create=is_default), site.cluster)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    counts = ", ".join(_count(len(site.with_role(role)), role) for role in Role)
+    print(f"{args.site}: ok (cluster {site.cluster}: {counts})")
+    return ExitStatus.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(canonical_json(site_schema()))
+    return ExitStatus.OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    records = node_records(site, _deriver(args, site))
+    if args.output:
+        write_atomically(args.output, canonical_json(records).encode())
+        print(f"wrote {args.output}", file=sys.stderr)
+    elif args.json:
+        sys.stdout.write(canonical_json(records))
+    else:
+        columns = ("name", "role", "public_ipv6", "overlay_address")
+        widths = [max(len(c), *(len(r[c]) for r in records)) for c in columns]
+        for row in [dict(zip(columns, columns, strict=True)), *records]:
+            print("  ".join(row[c].ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    return ExitStatus.OK
+
+
+def cmd_secret(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    purpose = Purpose(args.purpose)
+    node_scoped = RECIPES[purpose].scope is Scope.NODE
+    if node_scoped and args.node is None:
+        raise bad_input(f"{purpose} is a per-node secret", hint="name the node with --node")
+    if not node_scoped and args.node is not None:
+        raise bad_input(f"{purpose} is one secret for the whole cluster", hint="drop --node")
+    if args.node is not None and args.node not in {node.name for node in site.nodes}:
+        raise bad_input(f"{args.site}: no node named {args.node!r}")
+    print(_deriver(args, site).derive(purpose, args.node).text)
+    return ExitStatus.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
+    common.add_argument(
+        "--master-key",
+        type=Path,
+        metavar="FILE",
+        help="the 32-byte master key (default: $MESHSEED_MASTER_KEY_FILE or .meshseed/master.key)",
+    )
+    site_arg = argparse.ArgumentParser(add_help=False)
+    site_arg.add_argument(
+        "site", nargs="?", type=Path, default=DEFAULT_SITE, help="site file (default: site.yaml)"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="meshseed",
+        description="Build everything a highly available Open edX cluster boots from, reproducibly.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"meshseed {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    def add_site(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "site", nargs="?", type=Path, default=DEFAULT_SITE, help="site file (default: site.yaml)"
+        )
+
+    add_site(add("validate", cmd_validate, "check a site file and report every problem"))
+    add("schema", cmd_schema, "print the JSON Schema of site.yaml")
+    nodes = add("nodes", cmd_nodes, "list the nodes with their overlay addresses")
+    add_site(nodes)
+    nodes.add_argument("--json", action="store_true", help="print JSON")
+    nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
+    secret = add("secret", cmd_secret, "print one derived secret, named by purpose")
+    secret.add_argument(
+        "purpose",
+        choices=[p.value for p in Purpose],
+        metavar="PURPOSE",
+        help="one of: " + ", ".join(p.value for p in Purpose),
+    )
+    add_site(secret)
+    secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run: Command = args.run
+    try:
+        return int(run(args))
+    except MeshseedError as error:
+        if args.debug:
+            log.debug("failed", exc_info=True)
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"error: {error.message}" + (f" ({error.hint})" if error.hint else ""), file=sys.stderr)
+        return int(error.status)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
+        return int(ExitStatus.FAILED)
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

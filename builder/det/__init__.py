@@ -1,0 +1,1 @@
+"""Deterministic writers: the same value always becomes the same bytes."""

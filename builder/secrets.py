@@ -1,0 +1,174 @@
+"""Every secret of a site, derived from one master key with HKDF-SHA256.
+
+Nothing secret is stored except the master key: each secret is HKDF-SHA256 over it, with
+an info string that names the format version, the cluster, the purpose and, for
+per-node secrets, the node. The same key and site give the same secrets anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from builder.errors import bad_input
+
+MASTER_KEY_SIZE = 32
+DEFAULT_MASTER_KEY = Path(".meshseed/master.key")
+MASTER_KEY_ENV = "MESHSEED_MASTER_KEY_FILE"
+_INFO_PREFIX = "meshseed/v1"
+
+
+class Scope(StrEnum):
+    CLUSTER = "cluster"
+    NODE = "node"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A derived secret. Its repr hides the value so that it cannot leak into a log."""
+
+    raw: bytes
+    text: str
+
+    def __repr__(self) -> str:
+        return "Secret(<hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one kind of secret is made: its scope, how many bytes and how they are written."""
+
+    scope: Scope
+    size: int
+    encode: Callable[[bytes], str]
+
+
+def _base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+class Purpose(StrEnum):
+    K3S_TOKEN = "k3s-token"
+    COUCHDB_ADMIN_PASSWORD = "couchdb-admin-password"
+    COUCHDB_ERLANG_COOKIE = "couchdb-erlang-cookie"
+    COUCHDB_UUID = "couchdb-uuid"
+    LMS_DJANGO_SECRET_KEY = "lms-django-secret-key"
+    CMS_DJANGO_SECRET_KEY = "cms-django-secret-key"
+    MYCELIUM_KEY = "mycelium-key"
+
+
+RECIPES: Mapping[Purpose, Recipe] = {
+    Purpose.K3S_TOKEN: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    Purpose.COUCHDB_ADMIN_PASSWORD: Recipe(Scope.CLUSTER, 24, _base64url),
+    # Erlang cookies must be plain atoms; hex is always one.
+    Purpose.COUCHDB_ERLANG_COOKIE: Recipe(Scope.CLUSTER, 20, bytes.hex),
+    # CouchDB expects its uuid as 32 lowercase hex digits.
+    Purpose.COUCHDB_UUID: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.LMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
+    Purpose.CMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
+    # The raw bytes are the x25519 secret key Mycelium keeps in its key file.
+    Purpose.MYCELIUM_KEY: Recipe(Scope.NODE, 32, bytes.hex),
+}
+
+
+class SecretDeriver:
+    """Derives the secrets of one cluster from its master key."""
+
+    def __init__(self, master_key: bytes, cluster: str) -> None:
+        if len(master_key) != MASTER_KEY_SIZE:
+            raise ValueError("a master key is 32 bytes")
+        self._master_key = master_key
+        self._cluster = cluster
+
+    def __repr__(self) -> str:
+        return f"SecretDeriver(cluster={self._cluster!r})"
+
+    def derive(self, purpose: Purpose, node: str | None = None) -> Secret:
+        recipe = RECIPES[purpose]
+        if (recipe.scope is Scope.NODE) != (node is not None):
+            raise ValueError(f"{purpose} is a {recipe.scope} secret")
+        info = "/".join(part for part in (_INFO_PREFIX, self._cluster, purpose.value, node) if part)
+        raw = HKDF(algorithm=hashes.SHA256(), length=recipe.size, salt=None, info=info.encode()).derive(
+            self._master_key
+        )
+        return Secret(raw, recipe.encode(raw))
+
+
+def master_key_path(option: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Where the master key is, and whether it is the default (the only place we create one)."""
+    if option is not None:
+        return option, False
+    if environ.get(MASTER_KEY_ENV):
+        return Path(environ[MASTER_KEY_ENV]), False
+    return DEFAULT_MASTER_KEY, True
+
+
+def load_master_key(path: Path, *, create: bool) -> bytes:
+    """Read the master key, refusing one of the wrong size or with loose permissions.
+
+    With `create`, a missing key is made (mode 0600) and the user is told to back it up.
+    A missing key at a path the user named is an error: quietly making a new one there
+    would give every secret of an existing cluster a new value.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not create:
+            raise bad_input(
+                f"{path}: no master key here",
+                hint="restore it from your backup; meshseed only creates one at the default path",
+            ) from None
+        return _create_master_key(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise bad_input(f"{path}: the master key must be a regular file")
+    if info.st_mode & 0o077:
+        raise bad_input(
+            f"{path}: the master key is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise bad_input(f"{path}: cannot read the master key: {error.strerror}") from None
+    if len(key) != MASTER_KEY_SIZE:
+        raise bad_input(
+            f"{path}: a master key is exactly {MASTER_KEY_SIZE} bytes, this file has {len(key)}",
+            hint="restore the key from your backup",
+        )
+    return key
+
+
+def _create_master_key(path: Path) -> bytes:
+    key = os.urandom(MASTER_KEY_SIZE)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        # link() fails if another process created the key meanwhile; then theirs wins.
+        os.link(temporary, path)
+    except FileExistsError:
+        return load_master_key(path, create=False)
+    finally:
+        temporary.unlink()
+    print(
+        f"meshseed: created a new master key at {path}. Back it up now: every secret of the "
+        "site is derived from it and cannot be recreated without it.",
+        file=sys.stderr,
+    )
+    return key

@@ -1,0 +1,82 @@
+"""The typed, frozen model of a site: what site.yaml describes once it has been checked.
+
+Field metadata carries the documentation (`doc`) and, for lists, the minimum length
+(`min_items`); the loader and the JSON Schema both read it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from builder.site.scalars import (
+    DnsName,
+    IPv6Address,
+    Label,
+    PeerEndpoint,
+    PublicInterface,
+    SshPublicKey,
+)
+
+
+class Role(StrEnum):
+    """What a node does in the cluster."""
+
+    SERVER = "server"
+    AGENT = "agent"
+    BACKUP = "backup"
+
+
+def _doc(text: str, **extra: object) -> dict[str, object]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine of the cluster."""
+
+    name: Label = field(metadata=_doc("Host name of the node; an RFC 1123 label."))
+    role: Role = field(
+        metadata=_doc("server: k3s server with embedded etcd; agent: k3s worker; backup: the backup node.")
+    )
+    public_ipv6: PublicInterface = field(
+        metadata=_doc("Static public IPv6 address with its prefix length, e.g. 2001:db8:1::10/64.")
+    )
+    gateway: IPv6Address = field(
+        metadata=_doc("IPv6 default gateway: inside the node's prefix or link-local (fe80::/10).")
+    )
+    ssh_authorized_keys: tuple[SshPublicKey, ...] = field(
+        metadata=_doc("SSH public keys allowed to log in as the admin user.", min_items=1)
+    )
+    mycelium_peers: tuple[PeerEndpoint, ...] = field(
+        default=(),
+        metadata=_doc("Extra Mycelium peers beyond the other nodes, e.g. tcp://[2001:db8::1]:9651."),
+    )
+
+
+@dataclass(frozen=True)
+class Site:
+    """A whole site: one cluster, its names and its nodes."""
+
+    cluster: Label = field(metadata=_doc("Name of the cluster; an RFC 1123 label."))
+    domain: DnsName = field(metadata=_doc("DNS zone of the site; the LMS and Studio hosts lie in it."))
+    lms_host: DnsName = field(metadata=_doc("Host name of the Open edX LMS."))
+    studio_host: DnsName = field(metadata=_doc("Host name of Open edX Studio (the CMS)."))
+    nodes: tuple[Node, ...] = field(
+        metadata=_doc("The machines: an odd number (3 or more) of servers and one backup node.", min_items=1)
+    )
+    source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
+
+    def with_role(self, role: Role) -> tuple[Node, ...]:
+        return tuple(node for node in self.nodes if node.role is role)
+
+    @property
+    def servers(self) -> tuple[Node, ...]:
+        return self.with_role(Role.SERVER)
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)

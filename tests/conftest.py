@@ -1,0 +1,22 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_SITE = REPO / "site.yaml"
+
+# A fixed, public test master key: bytes 0x00..0x1f. Never use it for a real site.
+TEST_MASTER_KEY = bytes(range(32))
+
+
+@pytest.fixture
+def master_key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keys" / "master.key"
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(TEST_MASTER_KEY)
+    path.chmod(0o600)
+    return path

@@ -6,17 +6,21 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from builder import __version__
+from builder.build import Request, build, build_summary, load, plan_summary
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
-from builder.inventory import node_records
+from builder.inventory import node_facts, node_records
 from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, Site, load_site
 from builder.site.schema import site_schema
+from builder.store.progress import progress_for
+from builder.store.store import DEFAULT_STORE, Store
 
 log = logging.getLogger("meshseed")
 Command = Callable[[argparse.Namespace], int]
@@ -45,7 +49,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    records = node_records(site, _deriver(args, site))
+    records = node_records(node_facts(site), _deriver(args, site))
     if args.output:
         write_atomically(args.output, canonical_json(records).encode())
         print(f"wrote {args.output}", file=sys.stderr)
@@ -70,6 +74,66 @@ def cmd_secret(args: argparse.Namespace) -> int:
     if args.node is not None and args.node not in {node.name for node in site.nodes}:
         raise bad_input(f"{args.site}: no node named {args.node!r}")
     print(_deriver(args, site).derive(purpose, args.node).text)
+    return ExitStatus.OK
+
+
+def _request(args: argparse.Namespace) -> Request:
+    return Request(site=args.site, store=args.store, master_key=args.master_key)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    loaded = load(_request(args))
+    started = time.monotonic()
+    results = build(loaded, args.output, jobs=args.jobs, progress=progress_for(args.json), repair=args.repair)
+    summary = build_summary(results, args.output)
+    if args.json:
+        sys.stdout.write(canonical_json(summary))
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items() if n)
+        print(f"{args.output}: {counts} ({time.monotonic() - started:.2f}s)", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    rows = plan_summary(load(_request(args)))
+    if args.json:
+        sys.stdout.write(canonical_json(rows))
+        return ExitStatus.OK
+    for row in rows:
+        print(f"{row['status']:<7} {row['key'][:16]}  {row['name']}")
+    to_build = sum(row["status"] == "build" for row in rows)
+    print(f"{to_build} to build, {len(rows) - to_build} cached", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    problems = {name: problem for name in store.entries() if (problem := store.verify(name))}
+    if args.json:
+        sys.stdout.write(canonical_json({"entries": len(store.entries()), "corrupt": problems}))
+    else:
+        for name, problem in sorted(problems.items()):
+            print(f"corrupt: {args.store / name}: {problem}")
+        print(f"{len(store.entries())} entries checked, {len(problems)} corrupt", file=sys.stderr)
+    if problems:
+        print(
+            "error: the store has corrupt entries (`meshseed build --repair` rebuilds them)", file=sys.stderr
+        )
+        return ExitStatus.FAILED
+    return ExitStatus.OK
+
+
+def cmd_store_gc(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    if not store.root.is_dir():
+        print(f"{store.root}: no store here", file=sys.stderr)
+        return ExitStatus.OK
+    store.prepare()
+    removed, freed = store.collect_garbage()
+    if args.json:
+        sys.stdout.write(canonical_json({"removed": removed, "freed_bytes": freed}))
+    else:
+        print(f"removed {len(removed)} entries, freed {freed / 1e6:.1f} MB", file=sys.stderr)
     return ExitStatus.OK
 
 
@@ -120,7 +184,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
+
+    def add_store(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory"
+        )
+
+    build = add("build", cmd_build, "build dist/ for a site, reusing what the store already holds")
+    add_site(build)
+    add_store(build)
+    build.add_argument("-o", "--output", type=Path, default=Path("dist"), metavar="DIR", help="default: dist")
+    build.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N")
+    build.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
+    build.add_argument(
+        "--repair", action="store_true", help="re-check store entries and rebuild corrupt ones"
+    )
+    plan = add("plan", cmd_plan, "show what a build would make and what is cached")
+    add_site(plan)
+    add_store(plan)
+    plan.add_argument("--json", action="store_true", help="print JSON")
+
+    store = add("store", lambda _: ExitStatus.OK, "inspect and clean the store")
+    store_commands = store.add_subparsers(dest="store_command", required=True, metavar="COMMAND")
+    for name, run, text in (
+        ("verify", cmd_store_verify, "re-hash every entry and report corruption"),
+        ("gc", cmd_store_gc, "remove entries that no dist/ refers to"),
+    ):
+        sub = store_commands.add_parser(name, help=text, description=text, parents=[common])
+        sub.set_defaults(run=run)
+        add_store(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

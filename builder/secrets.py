@@ -94,14 +94,21 @@ class SecretDeriver:
     def __repr__(self) -> str:
         return f"SecretDeriver(cluster={self._cluster!r})"
 
+    def fingerprint(self) -> str:
+        """A public digest that changes with the master key and cluster, for derivation keys."""
+        return self._hkdf(f"{_INFO_PREFIX}/{self._cluster}/fingerprint", 16).hex()
+
+    def _hkdf(self, info: str, size: int) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info.encode()).derive(
+            self._master_key
+        )
+
     def derive(self, purpose: Purpose, node: str | None = None) -> Secret:
         recipe = RECIPES[purpose]
         if (recipe.scope is Scope.NODE) != (node is not None):
             raise ValueError(f"{purpose} is a {recipe.scope} secret")
         info = "/".join(part for part in (_INFO_PREFIX, self._cluster, purpose.value, node) if part)
-        raw = HKDF(algorithm=hashes.SHA256(), length=recipe.size, salt=None, info=info.encode()).derive(
-            self._master_key
-        )
+        raw = self._hkdf(info, recipe.size)
         return Secret(raw, recipe.encode(raw))
 
 

@@ -1,0 +1,132 @@
+"""Assemble dist/ from store outputs, with build.json and SHA256SUMS, and swap it in whole.
+
+Files are copied (not linked) so that dist/ has ordinary permissions and can be moved
+or uploaded on its own. Each byte copied is checked against the digest recorded in the
+store, so a corrupt entry is caught here rather than shipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from builder.det.jsonfmt import canonical_json
+from builder.errors import MeshseedError, bad_input
+from builder.store.realise import Result
+from builder.store.store import storage_error
+from builder.store.tree import Entry, ModeClass
+from builder.version import builder_version
+
+BUILD_RECORD = "build.json"
+CHECKSUMS = "SHA256SUMS"
+_CHUNK = 1 << 20
+
+
+def _placements(results: Iterable[Result]) -> dict[str, tuple[Result, Entry]]:
+    placed: dict[str, tuple[Result, Entry]] = {}
+    for result in results:
+        if result.derivation.dist_path is None:
+            continue
+        for entry in result.output.entries:
+            target = str(PurePosixPath(result.derivation.dist_path, entry.path))
+            if target in placed and entry.mode is not ModeClass.DIRECTORY:
+                other = placed[target][0].derivation.name
+                raise MeshseedError(f"{result.derivation.name} and {other} both write dist/{target}")
+            placed.setdefault(target, (result, entry))
+    return placed
+
+
+def _copy_checked(source: Path, target: Path, entry: Entry, result: Result) -> None:
+    digest = hashlib.sha256()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, entry.mode.dist_mode())
+        with source.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                os.write(fd, chunk)
+    finally:
+        os.close(fd)
+    if digest.hexdigest() != entry.sha256:
+        raise MeshseedError(
+            f"store entry {result.derivation.store_name} is corrupt: {entry.path} has "
+            f"sha256:{digest.hexdigest()}, recorded sha256:{entry.sha256}",
+            hint="run `meshseed build --repair`",
+        )
+
+
+def build_record(results: Iterable[Result]) -> dict[str, object]:
+    return {
+        "builder": builder_version(),
+        "derivations": [
+            {"name": r.derivation.name, "key": r.derivation.key, "digest": r.output.digest}
+            for r in sorted(results, key=lambda r: r.derivation.name)
+        ],
+    }
+
+
+def _checksums(root: Path) -> str:
+    lines = []
+    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix().encode()):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and not path.is_symlink() and relative != CHECKSUMS:
+            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {relative}\n")
+    return "".join(lines)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace a directory that is not an earlier meshseed output."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise bad_input(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / BUILD_RECORD).is_file():
+        raise bad_input(
+            f"{out}: is not empty and holds no {BUILD_RECORD}; refusing to replace it",
+            hint="choose another -o directory",
+        )
+
+
+def assemble(results: list[Result], out: Path) -> None:
+    _check_replaceable(out)
+    placed = _placements(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
+    try:
+        staging.chmod(0o755)
+        for target, (result, entry) in sorted(placed.items()):
+            destination = staging / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            source = result.output.path / entry.path
+            if entry.mode is ModeClass.DIRECTORY:
+                destination.mkdir(exist_ok=True)
+            elif entry.mode is ModeClass.SYMLINK:
+                destination.symlink_to(source.readlink())
+            else:
+                _copy_checked(source, destination, entry, result)
+        for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())]:
+            directory.chmod(0o755)
+        (staging / BUILD_RECORD).write_text(canonical_json(build_record(results)))
+        (staging / BUILD_RECORD).chmod(0o644)
+        (staging / CHECKSUMS).write_text(_checksums(staging))
+        (staging / CHECKSUMS).chmod(0o644)
+        _swap(staging, out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise storage_error(error, f"cannot write {out}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    retired.rmdir()
+    out.rename(retired)
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)

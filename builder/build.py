@@ -1,0 +1,80 @@
+"""The whole build: load the site, plan, realise into the store, assemble dist/."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.assemble import assemble
+from builder.det.epoch import source_date_epoch
+from builder.plan import BuildSettings, plan
+from builder.secrets import SecretDeriver, load_master_key, master_key_path
+from builder.site import Site, load_site
+from builder.store.derivation import Derivation
+from builder.store.realise import Progress, Result, closure, realise
+from builder.store.store import Store
+
+
+@dataclass(frozen=True)
+class Request:
+    site: Path
+    store: Path
+    master_key: Path | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    site: Site
+    derivations: list[Derivation]
+    store: Store
+
+
+def load(request: Request) -> Loaded:
+    site = load_site(request.site)
+    key_path, is_default = master_key_path(request.master_key, os.environ)
+    deriver = SecretDeriver(load_master_key(key_path, create=is_default), site.cluster)
+    settings = BuildSettings(deriver=deriver, epoch=source_date_epoch(os.environ))
+    return Loaded(site, closure(plan(site, settings)), Store(request.store))
+
+
+def plan_summary(loaded: Loaded) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": d.name,
+            "key": d.key,
+            "status": "cached" if loaded.store.has(d.store_name) else "build",
+        }
+        for d in sorted(loaded.derivations, key=lambda d: d.name)
+    ]
+
+
+def build(loaded: Loaded, out: Path, *, jobs: int, progress: Progress, repair: bool) -> list[Result]:
+    loaded.store.prepare()
+    with loaded.store.shared():
+        try:
+            results = realise(loaded.store, loaded.derivations, jobs=jobs, progress=progress, repair=repair)
+        finally:
+            progress.close()
+        assemble(results, out)
+        loaded.store.add_root(out, [r.derivation.store_name for r in results])
+    return results
+
+
+def build_summary(results: list[Result], out: Path) -> dict[str, Any]:
+    counts = Counter(r.status.value for r in results)
+    return {
+        "dist": str(out),
+        "counts": {status: counts.get(status, 0) for status in ("built", "cached", "repaired")},
+        "derivations": [
+            {
+                "name": r.derivation.name,
+                "key": r.derivation.key,
+                "digest": r.output.digest,
+                "status": r.status.value,
+            }
+            for r in sorted(results, key=lambda r: r.derivation.name)
+        ],
+    }

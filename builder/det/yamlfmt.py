@@ -1,0 +1,27 @@
+"""YAML written the same way every time: block style, no line wrapping, stable key order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _Dumper(yaml.SafeDumper):
+    """A SafeDumper that indents list items under their key, as cloud-init's docs do."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def dump_yaml(value: Any, *, sort_keys: bool = True) -> str:
+    """Keys are sorted unless the caller's insertion order is the order a reader expects."""
+    return yaml.dump(
+        value,
+        Dumper=_Dumper,
+        sort_keys=sort_keys,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+        explicit_start=False,
+    )

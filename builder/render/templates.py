@@ -1,0 +1,51 @@
+"""A strict Jinja2 environment: a missing value is an error naming the template and line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from builder.errors import MeshseedError
+
+
+def _tojson(value: Any) -> str:
+    # JSON strings, numbers and lists are valid YAML, so values cannot break the document.
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def environment(templates: Mapping[str, str]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.DictLoader(dict(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def render(env: jinja2.Environment, name: str, context: Mapping[str, Any], *, origin: str) -> str:
+    """Render template `name`; `origin` is how the user knows it, e.g. cloud-init/user-data.j2."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.UndefinedError as error:
+        raise MeshseedError(f"{origin}:{_line(name)}: missing value: {error.message}") from None
+    except jinja2.TemplateSyntaxError as error:
+        raise MeshseedError(f"{origin}:{error.lineno}: template error: {error.message}") from None
+
+
+def _line(name: str) -> int:
+    """The template line being rendered when the current exception was raised."""
+    _, _, tb = sys.exc_info()
+    line = 0
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == name:
+            line = lineno
+    return line

@@ -1,0 +1,1 @@
+"""The Nix-style core: derivations, the content-addressed store and the scheduler."""

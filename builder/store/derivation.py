@@ -1,0 +1,111 @@
+"""Derivations: a name, declared inputs and a pure function from them to an output tree.
+
+The key of a derivation is the sha256 of the canonical JSON of everything that can
+change its output: the builder's version, the name, the build function, the declared
+inputs (site values, file digests, lock entries, tool versions), the keys of the
+derivations it depends on, and, for derivations that use secrets, a fingerprint of the
+master key. The build function sees only these, through `BuildContext`, so an input
+that is not in the key cannot reach the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from builder.det.jsonfmt import canonical_json
+from builder.errors import MeshseedError
+from builder.secrets import SecretDeriver
+from builder.store.tree import file_sha256
+from builder.version import builder_version
+
+Json = Any
+BuildFunction = Callable[["BuildContext"], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Derivation:
+    """One node of the build graph. `dist_path` says where its output goes in dist/."""
+
+    name: str
+    build: BuildFunction
+    inputs: Mapping[str, Json]
+    deps: tuple[Derivation, ...] = ()
+    sources: Mapping[str, Path] = field(default_factory=dict)
+    secrets: SecretDeriver | None = None
+    dist_path: str | None = None
+
+    @cached_property
+    def key(self) -> str:
+        description = {
+            "builder": builder_version(),
+            "name": self.name,
+            "function": f"{self.build.__module__}.{self.build.__qualname__}",
+            "inputs": self.inputs,
+            "sources": {name: self.source_digests[name] for name in sorted(self.sources)},
+            "deps": {dep.name: dep.key for dep in self.deps},
+            "secrets": self.secrets.fingerprint() if self.secrets else None,
+        }
+        return hashlib.sha256(canonical_json(description, pretty=False).encode()).hexdigest()
+
+    @cached_property
+    def source_digests(self) -> dict[str, str]:
+        return {name: file_sha256(path) for name, path in self.sources.items()}
+
+    @property
+    def store_name(self) -> str:
+        return f"{self.key}-{self.name}"
+
+
+@dataclass
+class BuildContext:
+    """What a build function may read, and where it writes."""
+
+    derivation: Derivation
+    out: Path
+    dep_outputs: Mapping[str, Path]
+
+    @property
+    def inputs(self) -> Mapping[str, Json]:
+        return self.derivation.inputs
+
+    @property
+    def secrets(self) -> SecretDeriver:
+        if self.derivation.secrets is None:
+            raise RuntimeError(f"{self.derivation.name} did not declare that it uses secrets")
+        return self.derivation.secrets
+
+    def source(self, name: str) -> bytes:
+        """A declared source file's content, checked against the digest in the key."""
+        data = self.derivation.sources[name].read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.derivation.source_digests[name]:
+            raise MeshseedError(
+                f"{self.derivation.sources[name]} changed while {self.derivation.name} was being built",
+                hint="run the build again",
+            )
+        return data
+
+    def dep(self, name: str) -> Path:
+        return self.dep_outputs[name]
+
+    def write(
+        self, relative: str, data: bytes | str, *, private: bool = False, executable: bool = False
+    ) -> Path:
+        """Write a file of the output with an explicit mode, whatever the umask is."""
+        path = self.out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = data.encode() if isinstance(data, str) else data
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600 if private else 0o755 if executable else 0o644)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return path

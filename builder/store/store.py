@@ -1,0 +1,214 @@
+"""The content-addressed store: `<root>/<key>-<name>/` holds each derivation's output.
+
+An output is built in `<root>/.tmp/`, described in `.entry.json` (its tree digest), made
+read-only and then renamed into place; the rename is the commit, so a build killed at
+any moment leaves either no entry or a whole one. Builders of one key take a lock on it,
+so two builds on one store never build the same thing twice at once; `gc` takes the
+store lock exclusively, builds take it shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.det.jsonfmt import canonical_json
+from builder.errors import MeshseedError
+from builder.store.tree import Entry, ModeClass, scan, set_modes, tree_digest
+
+DEFAULT_STORE = Path(".meshseed/store")
+ENTRY_RECORD = ".entry.json"
+_TMP, _LOCKS, _ROOTS = ".tmp", ".locks", ".roots"
+_SPACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_error(error: OSError, doing: str) -> MeshseedError:
+    """Turn a file-system failure into one clear sentence, saying what was being done."""
+    where = f" {error.filename}" if error.filename else ""
+    if error.errno in _SPACE_ERRORS:
+        reason = "no space left (disk full, quota or file size limit)"
+    elif error.errno in {errno.EACCES, errno.EPERM, errno.EROFS}:
+        reason = "permission denied"
+    else:
+        reason = error.strerror or str(error)
+    return MeshseedError(
+        f"{doing}:{where}: {reason}", hint="the store is unchanged; fix this and build again"
+    )
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """A committed entry: where it is, and the digest and listing recorded with it."""
+
+    path: Path
+    digest: str
+    entries: tuple[Entry, ...]
+
+
+def _thaw_and_remove(path: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        return
+    for directory in [path, *(p for p in path.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        with contextlib.suppress(OSError):
+            directory.chmod(0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, store_name: str) -> Path:
+        return self.root / store_name
+
+    def prepare(self) -> None:
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The store holds seeds with secrets: nobody else may look inside.
+            self.root.chmod(0o700)
+            for sub in (_TMP, _LOCKS, _ROOTS):
+                (self.root / sub).mkdir(exist_ok=True)
+        except OSError as error:
+            raise storage_error(error, f"cannot prepare the store at {self.root}") from None
+
+    @contextlib.contextmanager
+    def _flock(self, path: Path, kind: int) -> Iterator[None]:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, kind)
+            yield
+        finally:
+            os.close(fd)
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Held by builds, so that gc never removes an entry a build is about to use."""
+        return self._flock(self.root / _LOCKS / "store.lock", fcntl.LOCK_SH)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return self._flock(self.root / _LOCKS / "store.lock", fcntl.LOCK_EX)
+
+    def key_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return self._flock(self.root / _LOCKS / f"{key}.lock", fcntl.LOCK_EX)
+
+    def has(self, store_name: str) -> bool:
+        return (self.path_of(store_name) / ENTRY_RECORD).is_file()
+
+    def read(self, store_name: str) -> StoredOutput:
+        path = self.path_of(store_name)
+        record = json.loads((path / ENTRY_RECORD).read_text())
+        entries = tuple(
+            Entry(e["path"], ModeClass(e["mode"]), e["sha256"], e["size"]) for e in record["entries"]
+        )
+        return StoredOutput(path, record["digest"], entries)
+
+    def new_build_dir(self, store_name: str) -> Path:
+        """A fresh directory to build into; removes leftovers of killed builds of this key."""
+        for stale in (self.root / _TMP).glob(f"{store_name}.*"):
+            _thaw_and_remove(stale)
+        return Path(tempfile.mkdtemp(prefix=f"{store_name}.", dir=self.root / _TMP))
+
+    def commit(self, store_name: str, built: Path) -> StoredOutput:
+        """Describe, freeze and rename a finished build into place."""
+        entries = scan(built)
+        digest = tree_digest(entries)
+        record = {
+            "name": store_name,
+            "digest": digest,
+            "entries": [
+                {"path": e.path, "mode": e.mode.value, "sha256": e.sha256, "size": e.size} for e in entries
+            ],
+        }
+        (built / ENTRY_RECORD).write_text(canonical_json(record, pretty=False))
+        set_modes(built, frozen=True)
+        # Moving a directory to another parent needs it writable (for its ".." link),
+        # so the top directory is frozen only once it is in place.
+        built.chmod(0o700)
+        target = self.path_of(store_name)
+        if target.exists():
+            # Only after a repair removed a corrupt entry can one be in the way here.
+            _thaw_and_remove(target)
+        built.rename(target)
+        target.chmod(ModeClass.DIRECTORY.frozen_mode())
+        return StoredOutput(target, digest, tuple(entries))
+
+    def discard(self, path: Path) -> None:
+        _thaw_and_remove(path)
+
+    def entries(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith("."))
+
+    def verify(self, store_name: str) -> str | None:
+        """None if the entry matches its record, else what is wrong with it."""
+        path = self.path_of(store_name)
+        try:
+            stored = self.read(store_name)
+        except (OSError, ValueError, KeyError):
+            return f"{ENTRY_RECORD} is missing or unreadable"
+        actual = scan(path, skip=frozenset({ENTRY_RECORD}))
+        if tree_digest(actual) == stored.digest:
+            return None
+        recorded = {e.path: e for e in stored.entries}
+        found = {e.path: e for e in actual}
+        for name in sorted(recorded.keys() | found.keys()):
+            if name not in found:
+                return f"{name} is missing"
+            if name not in recorded:
+                return f"{name} was added"
+            if recorded[name] != found[name]:
+                was, now = recorded[name], found[name]
+                return (
+                    f"{name} changed (recorded {was.mode} sha256:{was.sha256}, "
+                    f"found {now.mode} sha256:{now.sha256})"
+                )
+        return f"its digest is not {stored.digest}"
+
+    def remove(self, store_name: str) -> None:
+        _thaw_and_remove(self.path_of(store_name))
+
+    def add_root(self, result: Path, store_names: list[str]) -> None:
+        """Record that `result` (a dist/ directory) uses these entries; gc keeps them."""
+        name = hashlib.sha256(str(result.resolve()).encode()).hexdigest()[:32]
+        record = {"result": str(result.resolve()), "entries": sorted(store_names)}
+        (self.root / _ROOTS / f"{name}.json").write_text(canonical_json(record))
+
+    def live_entries(self) -> set[str]:
+        """Entries named by a root whose result still exists; stale roots are dropped."""
+        live: set[str] = set()
+        for root_file in sorted((self.root / _ROOTS).glob("*.json")):
+            try:
+                record = json.loads(root_file.read_text())
+            except (OSError, ValueError):
+                root_file.unlink(missing_ok=True)
+                continue
+            if (Path(record["result"]) / "build.json").is_file():
+                live.update(record["entries"])
+            else:
+                root_file.unlink(missing_ok=True)
+        return live
+
+    def collect_garbage(self) -> tuple[list[str], int]:
+        """Remove entries no result refers to, and leftovers of killed builds."""
+        with self.exclusive():
+            live = self.live_entries()
+            dead = [name for name in self.entries() if name not in live]
+            freed = 0
+            for name in dead:
+                freed += sum(p.lstat().st_size for p in self.path_of(name).rglob("*"))
+                self.remove(name)
+            for leftover in (self.root / _TMP).iterdir():
+                _thaw_and_remove(leftover)
+            for lock in (self.root / _LOCKS).glob("*.lock"):
+                if lock.name != "store.lock":
+                    lock.unlink(missing_ok=True)
+        return dead, freed

@@ -1,0 +1,23 @@
+"""The builder's own version, as it enters every derivation key.
+
+During development the release number alone would let changed code reuse outputs of
+the old code, so the version also carries a digest of the package's own source files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from builder import __version__
+
+
+@cache
+def builder_version() -> str:
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix()):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"{__version__}+{digest.hexdigest()[:16]}"

@@ -7,11 +7,13 @@ store, so a corrupt entry is caught here rather than shipped.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from builder.det.jsonfmt import canonical_json
@@ -89,10 +91,31 @@ def _check_replaceable(out: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """One assembler per output at a time; whatever staging dirs it finds are then stale."""
+    fd = os.open(out.parent / f".{out.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in [*out.parent.glob(f".{out.name}.*.new"), *out.parent.glob(f".{out.name}.*.old")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)
+
+
 def assemble(results: list[Result], out: Path) -> None:
-    _check_replaceable(out)
     placed = _placements(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _output_lock(out):
+            _check_replaceable(out)
+            _assemble_into(placed, results, out)
+    except OSError as error:
+        raise storage_error(error, f"cannot write {out}") from None
+
+
+def _assemble_into(placed: dict[str, tuple[Result, Entry]], results: list[Result], out: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     try:
         staging.chmod(0o755)
@@ -113,9 +136,6 @@ def assemble(results: list[Result], out: Path) -> None:
         (staging / CHECKSUMS).write_text(_checksums(staging))
         (staging / CHECKSUMS).chmod(0o644)
         _swap(staging, out)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise storage_error(error, f"cannot write {out}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -36,7 +36,9 @@ def storage_error(error: OSError, doing: str) -> MeshseedError:
     where = f" {error.filename}" if error.filename else ""
     if error.errno in _SPACE_ERRORS:
         reason = "no space left (disk full, quota or file size limit)"
-    elif error.errno in {errno.EACCES, errno.EPERM, errno.EROFS}:
+    elif error.errno == errno.EROFS:
+        reason = "read-only file system"
+    elif error.errno in {errno.EACCES, errno.EPERM}:
         reason = "permission denied"
     else:
         reason = error.strerror or str(error)

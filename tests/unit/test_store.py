@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import stat
 import threading
 from collections import Counter
@@ -144,8 +145,6 @@ def test_entries_are_read_only_and_keep_mode_classes(store: Store) -> None:
 
 
 def test_outputs_do_not_depend_on_the_umask(store: Store, tmp_path: Path) -> None:
-    import os
-
     old = os.umask(0o077)
     try:
         build(store, greeting("ada"))

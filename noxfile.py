@@ -33,18 +33,30 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
     install(session, "lint")
-    session.run("ruff", "check", "builder", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "builder", "tests", "noxfile.py")
+    session.run("ruff", "check", "builder", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "builder", "tests", "bench", "noxfile.py")
     session.run("mypy", "builder", *session.posargs)
 
 
 @nox.session(name="build-images")
 def build_images(session: nox.Session) -> None:
-    """Build dist/ for the example site (or the site given after --)."""
+    """Build dist/ for the example site; arguments go to `meshseed build`."""
     install(session)
-    site = session.posargs[0] if session.posargs else "site.yaml"
-    session.run("meshseed", "validate", site)
-    session.run("meshseed", "nodes", site, "--output", "dist/nodes.json")
+    session.run("meshseed", "build", *session.posargs)
+
+
+@nox.session(default=False)
+def repro(session: nox.Session) -> None:
+    """Build twice under varied conditions and fail on any differing byte."""
+    install(session)
+    session.run("python", "tests/reprocheck.py", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Measure build wall time and peak RSS; writes bench/results.json."""
+    install(session)
+    session.run("python", "bench/run.py", *session.posargs)
 
 
 @nox.session(name="lock-dev-tools", default=False)

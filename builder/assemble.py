@@ -71,13 +71,29 @@ def build_record(results: Iterable[Result]) -> dict[str, object]:
     }
 
 
-def _checksums(root: Path) -> str:
-    lines = []
-    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix().encode()):
-        relative = path.relative_to(root).as_posix()
-        if path.is_file() and not path.is_symlink() and relative != CHECKSUMS:
-            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {relative}\n")
-    return "".join(lines)
+def _checksums(files: dict[str, str]) -> str:
+    """sha256sum's format, one line per file, sorted by path."""
+    return "".join(f"{files[path]}  {path}\n" for path in sorted(files, key=str.encode))
+
+
+def _is_current(out: Path, expected: dict[str, tuple[str, int]]) -> bool:
+    """Whether `out` already holds exactly the expected files (sha256, mode): a no-op build."""
+    if not (out / BUILD_RECORD).is_file():
+        return False
+    found = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if not p.is_dir()}
+    if found.keys() != expected.keys():
+        return False
+    for relative, (sha256, mode) in expected.items():
+        path = found[relative]
+        if path.is_symlink() or path.stat().st_mode & 0o777 != mode:
+            return False
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            return False
+    return True
 
 
 def _check_replaceable(out: Path) -> None:
@@ -104,18 +120,32 @@ def _output_lock(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def assemble(results: list[Result], out: Path) -> None:
+def assemble(results: list[Result], out: Path) -> bool:
+    """Write dist/ to `out`; False if it was already exactly right and was left alone."""
     placed = _placements(results)
+    record = canonical_json(build_record(results)).encode()
+    files = {
+        target: entry.sha256 for target, (_, entry) in placed.items() if entry.mode is not ModeClass.DIRECTORY
+    }
+    files[BUILD_RECORD] = hashlib.sha256(record).hexdigest()
+    checksums = _checksums(files).encode()
+    expected = {target: (placed[target][1].sha256, placed[target][1].mode.dist_mode()) for target in placed}
+    expected = {t: v for t, v in expected.items() if placed[t][1].mode is not ModeClass.DIRECTORY}
+    expected[BUILD_RECORD] = (files[BUILD_RECORD], 0o644)
+    expected[CHECKSUMS] = (hashlib.sha256(checksums).hexdigest(), 0o644)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _output_lock(out):
             _check_replaceable(out)
-            _assemble_into(placed, results, out)
+            if _is_current(out, expected):
+                return False
+            _assemble_into(placed, {BUILD_RECORD: record, CHECKSUMS: checksums}, out)
+            return True
     except OSError as error:
         raise storage_error(error, f"cannot write {out}") from None
 
 
-def _assemble_into(placed: dict[str, tuple[Result, Entry]], results: list[Result], out: Path) -> None:
+def _assemble_into(placed: dict[str, tuple[Result, Entry]], generated: dict[str, bytes], out: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     try:
         staging.chmod(0o755)
@@ -131,10 +161,9 @@ def _assemble_into(placed: dict[str, tuple[Result, Entry]], results: list[Result
                 _copy_checked(source, destination, entry, result)
         for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())]:
             directory.chmod(0o755)
-        (staging / BUILD_RECORD).write_text(canonical_json(build_record(results)))
-        (staging / BUILD_RECORD).chmod(0o644)
-        (staging / CHECKSUMS).write_text(_checksums(staging))
-        (staging / CHECKSUMS).chmod(0o644)
+        for name, data in generated.items():
+            (staging / name).write_bytes(data)
+            (staging / name).chmod(0o644)
         _swap(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

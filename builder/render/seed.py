@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from builder.det.iso9660 import IsoFile, write_iso
+from builder.det.yamlfmt import load_yaml
 from builder.errors import MeshseedError
 from builder.render.templates import environment, render
 from builder.site import Node, Site
@@ -36,12 +37,12 @@ def seed_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
 
 
 def build_seed(ctx: BuildContext) -> None:
-    env = environment({f"{name}.j2": ctx.source(f"{name}.j2").decode() for name in SEED_FILES})
+    env = environment(tuple((f"{name}.j2", ctx.source(f"{name}.j2").decode()) for name in SEED_FILES))
     rendered: dict[str, bytes] = {}
     for name in SEED_FILES:
         text = render(env, f"{name}.j2", ctx.inputs, origin=f"cloud-init/{name}.j2")
         try:
-            yaml.safe_load(text)
+            load_yaml(text)
         except yaml.YAMLError as error:
             raise MeshseedError(f"cloud-init/{name}.j2 rendered invalid YAML: {error}") from None
         rendered[name] = text.encode()

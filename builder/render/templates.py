@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import traceback
@@ -18,9 +19,12 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def environment(templates: Mapping[str, str]) -> jinja2.Environment:
+@functools.lru_cache(maxsize=32)
+def environment(templates: tuple[tuple[str, str], ...]) -> jinja2.Environment:
+    """An environment over (name, text) pairs; cached, so each template compiles once."""
     env = jinja2.Environment(
         loader=jinja2.DictLoader(dict(templates)),
+        cache_size=len(templates),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

@@ -6,12 +6,22 @@ from pathlib import Path
 
 import yaml
 
+from builder.det.yamlfmt import FAST_LOADER
 from builder.errors import ExitStatus, MeshseedError, Problem, bad_input
 from builder.site.checks import check_hosts, check_nodes
 from builder.site.decode import Decoder
 from builder.site.model import Site
 
 DEFAULT_SITE = Path("site.yaml")
+
+
+def _compose_fast(text: str) -> yaml.Node | None:
+    """Compose with libyaml (it keeps line marks too); on an error, again in pure Python,
+    whose messages are clearer and the same on every machine."""
+    try:
+        return yaml.compose(text, Loader=FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def load_site(path: Path = DEFAULT_SITE) -> Site:
@@ -51,7 +61,7 @@ def _read(path: Path) -> str:
 
 def _compose(text: str, file: str) -> yaml.Node:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose_fast(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = int(mark.line) + 1 if mark else 0

@@ -8,6 +8,7 @@ dependencies are in the store; the first failure stops new work from starting.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -97,37 +98,44 @@ def realise(
 ) -> list[Result]:
     """Make every target and its dependencies present in the store, and say how each got there."""
     ordered = closure(targets)
-    waiting = {d.key: {dep.key for dep in d.deps} for d in ordered}
-    by_key = {d.key: d for d in ordered}
-    cached = sum(1 for d in ordered if store.has(d.store_name))
-    progress.planned(len(ordered), cached)
+    missing = {d.key: {dep.key for dep in d.deps} for d in ordered}
+    dependents: dict[str, list[Derivation]] = {d.key: [] for d in ordered}
+    for derivation in ordered:
+        for dep in derivation.deps:
+            dependents[dep.key].append(derivation)
+    ready = deque(d for d in ordered if not d.deps)
+    progress.planned(len(ordered), sum(1 for d in ordered if store.has(d.store_name)))
     results: dict[str, Result] = {}
     failure: BaseException | None = None
+
+    def settle(result: Result) -> None:
+        results[result.derivation.key] = result
+        progress.finished(result)
+        for dependent in dependents[result.derivation.key]:
+            missing[dependent.key].discard(result.derivation.key)
+            if not missing[dependent.key]:
+                ready.append(dependent)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
         running: dict[Future[Result], Derivation] = {}
-
-        def submit_ready() -> None:
-            for key in [k for k, deps in waiting.items() if not deps]:
-                del waiting[key]
-                progress.started(by_key[key])
-                running[pool.submit(_build_one, store, by_key[key], repair)] = by_key[key]
-
-        submit_ready()
-        while running:
+        while ready or running:
+            while ready and failure is None:
+                derivation = ready.popleft()
+                # A committed entry never changes, so reading it needs no lock and no thread.
+                if not repair and store.has(derivation.store_name):
+                    settle(Result(derivation, Status.CACHED, store.read(derivation.store_name), 0.0))
+                    continue
+                progress.started(derivation)
+                running[pool.submit(_build_one, store, derivation, repair)] = derivation
+            if not running:
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 derivation = running.pop(future)
                 try:
-                    result = future.result()
+                    settle(future.result())
                 except BaseException as error:  # noqa: BLE001 - reported once all running work ends
                     failure = failure or _explain(derivation, error)
-                    continue
-                results[derivation.key] = result
-                progress.finished(result)
-                for deps in waiting.values():
-                    deps.discard(derivation.key)
-            if failure is None:
-                submit_ready()
     if failure is not None:
         raise failure
     return [results[d.key] for d in ordered]

@@ -156,11 +156,14 @@ def test_corrupt_entry_is_reported_refused_and_repaired(workdir: Path, master_ke
     assert (
         f"corrupt: .meshseed/store/{entry.name}: user-data changed (recorded private sha256:" in verify.stdout
     )
-    refused = meshseed("build", cwd=workdir, master_key=master_key_file)
+    # dist/ itself is intact, so a plain rebuild leaves it alone; a new output must read the entry.
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    refused = meshseed("build", "-o", "dist-new", cwd=workdir, master_key=master_key_file)
     assert refused.returncode == 1
     assert f"store entry {entry.name} is corrupt: user-data has sha256:" in refused.stderr
     assert "meshseed build --repair" in refused.stderr
     assert tree_bytes(workdir / "dist") == before
+    assert not (workdir / "dist-new").exists()
     repaired = meshseed("build", "--repair", "--json", cwd=workdir, master_key=master_key_file)
     assert repaired.returncode == 0, repaired.stderr
     assert json.loads(repaired.stdout)["counts"] == {"built": 0, "cached": 4, "repaired": 1}

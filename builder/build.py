@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.airgap import AirgapSettings
+from builder.artifacts import Artifacts
 from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
+from builder.lock import (
+    DEFAULT_LOCK,
+    DEFAULT_UPSTREAM,
+    Lock,
+    check_lock,
+    load_upstream,
+    read_lock,
+    stale_lock_error,
+)
+from builder.oci.registry import Registries
 from builder.plan import BuildSettings, plan
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
@@ -19,10 +31,29 @@ from builder.store.store import Store
 
 
 @dataclass(frozen=True)
+class Fetching:
+    """Where pinned things come from: `--mirror`s and `--artifact-mirror`."""
+
+    mirrors: dict[str, str] = field(default_factory=dict)
+    artifact_mirror: str | None = None
+
+    def registries(self) -> Registries:
+        return Registries(mirrors=self.mirrors)
+
+    def artifacts(self) -> Artifacts:
+        return Artifacts(mirror=self.artifact_mirror)
+
+
+@dataclass(frozen=True)
 class Request:
     site: Path
     store: Path
     master_key: Path | None
+    airgap: bool = False
+    lock: Path = DEFAULT_LOCK
+    upstream: Path = DEFAULT_UPSTREAM
+    fetching: Fetching = field(default_factory=Fetching)
+    compression: str = "zstd"
 
 
 @dataclass(frozen=True)
@@ -36,8 +67,25 @@ def load(request: Request) -> Loaded:
     site = load_site(request.site)
     key_path, is_default = master_key_path(request.master_key, os.environ)
     deriver = SecretDeriver(load_master_key(key_path, create=is_default), site.cluster)
-    settings = BuildSettings(deriver=deriver, epoch=source_date_epoch(os.environ))
+    airgap = None
+    if request.airgap:
+        airgap = AirgapSettings(
+            lock=current_lock(request.lock, request.upstream),
+            registries=request.fetching.registries(),
+            artifacts=request.fetching.artifacts(),
+            compression=request.compression,
+        )
+    settings = BuildSettings(deriver=deriver, epoch=source_date_epoch(os.environ), airgap=airgap)
     return Loaded(site, closure(plan(site, settings)), Store(request.store))
+
+
+def current_lock(lock_path: Path, upstream_path: Path) -> Lock:
+    """The lock, refused when it no longer matches upstream.yaml."""
+    lock = read_lock(lock_path)
+    problems = check_lock(load_upstream(upstream_path), lock, lock_path)
+    if problems:
+        raise stale_lock_error(problems, lock_path)
+    return lock
 
 
 def plan_summary(loaded: Loaded) -> list[dict[str, Any]]:

@@ -9,17 +9,33 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from builder import __version__
-from builder.build import Request, build, build_summary, load, plan_summary
+from builder.airgap import AirgapSettings, image_derivation
+from builder.build import Fetching, Request, build, build_summary, current_lock, load, plan_summary
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.inventory import node_facts, node_records
+from builder.lock import (
+    DEFAULT_LOCK,
+    DEFAULT_UPSTREAM,
+    check_lock,
+    load_upstream,
+    read_lock,
+    stale_lock_error,
+    write_lock,
+)
+from builder.oci.layout import export_layout
+from builder.oci.registry import parse_mirror
+from builder.resolve import resolve_lock
 from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, Site, load_site
+from builder.site.decode import did_you_mean
 from builder.site.schema import site_schema
-from builder.store.progress import progress_for
+from builder.store.progress import SilentProgress, progress_for
+from builder.store.realise import realise
 from builder.store.store import DEFAULT_STORE, Store
 
 log = logging.getLogger("meshseed")
@@ -77,8 +93,60 @@ def cmd_secret(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def _fetching(args: argparse.Namespace) -> Fetching:
+    try:
+        mirrors = dict(parse_mirror(text) for text in args.mirror)
+    except ValueError as error:
+        raise bad_input(str(error)) from None
+    return Fetching(mirrors=mirrors, artifact_mirror=args.artifact_mirror)
+
+
 def _request(args: argparse.Namespace) -> Request:
-    return Request(site=args.site, store=args.store, master_key=args.master_key)
+    return Request(
+        site=args.site,
+        store=args.store,
+        master_key=args.master_key,
+        airgap=getattr(args, "airgap", False),
+        lock=args.lock,
+        upstream=args.upstream,
+        fetching=_fetching(args),
+        compression=getattr(args, "bundle_compression", "zstd"),
+    )
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    upstream = load_upstream(args.upstream)
+    if args.check:
+        problems = check_lock(upstream, read_lock(args.lock), args.lock)
+        if problems:
+            raise stale_lock_error(problems, args.lock)
+        print(f"{args.lock}: current", file=sys.stderr)
+        return ExitStatus.OK
+    fetching = _fetching(args)
+    lock = resolve_lock(upstream, fetching.registries(), fetching.artifacts())
+    write_lock(lock, args.lock)
+    print(f"wrote {args.lock}: {len(lock.images)} images, {len(lock.binaries)} binaries", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Fetch one locked image into the store and export it as an OCI image layout."""
+    lock = current_lock(args.lock, args.upstream)
+    if args.image not in lock.images:
+        raise bad_input(
+            f"{args.lock}: no image named {args.image!r}", hint=did_you_mean(args.image, lock.images)
+        )
+    fetching = _fetching(args)
+    settings = AirgapSettings(lock, fetching.registries(), fetching.artifacts())
+    store = Store(args.store)
+    store.prepare()
+    with store.shared():
+        (result,) = realise(
+            store, [image_derivation(args.image, settings)], jobs=1, progress=SilentProgress()
+        )
+        export_layout(result.output.path, args.output)
+    print(f"{args.output}: {lock.images[args.image].pinned} ({result.status})", file=sys.stderr)
+    return ExitStatus.OK
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -137,7 +205,7 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
     common.add_argument(
@@ -146,11 +214,54 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the 32-byte master key (default: $MESHSEED_MASTER_KEY_FILE or .meshseed/master.key)",
     )
-    site_arg = argparse.ArgumentParser(add_help=False)
-    site_arg.add_argument(
+    return common
+
+
+def _add_site(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
         "site", nargs="?", type=Path, default=DEFAULT_SITE, help="site file (default: site.yaml)"
     )
 
+
+def _add_store(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory")
+
+
+def _add_json(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_pins(sub: argparse.ArgumentParser) -> None:
+    """Where pinned things are described, and where they are fetched from."""
+    sub.add_argument("--lock", type=Path, default=DEFAULT_LOCK, metavar="FILE", help="default: images.lock")
+    sub.add_argument(
+        "--upstream",
+        type=Path,
+        default=DEFAULT_UPSTREAM,
+        metavar="FILE",
+        help="default: images/upstream.yaml",
+    )
+    sub.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL",
+        help="fetch REGISTRY's images from URL instead (repeatable)",
+    )
+    sub.add_argument("--artifact-mirror", metavar="URL", help="fetch binaries from URL/<host>/<path> instead")
+
+
+def _add_build_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-o", "--output", type=Path, default=Path("dist"), metavar="DIR", help="default: dist")
+    sub.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N")
+    sub.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
+    sub.add_argument("--repair", action="store_true", help="re-check store entries and rebuild corrupt ones")
+    sub.add_argument("--airgap", action="store_true", help="also fetch every pinned image and binary")
+    sub.add_argument("--bundle-compression", choices=["zstd", "none"], default="zstd", help="default: zstd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
     parser = argparse.ArgumentParser(
         prog="meshseed",
         description="Build everything a highly available Open edX cluster boots from, reproducibly.",
@@ -159,21 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshseed {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, run: Command, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[common])
+    def add(name: str, run: Command, text: str, *extras: Callable[[argparse.ArgumentParser], None]) -> Any:
+        sub = commands.add_parser(name, help=text, description=text, parents=[common])
         sub.set_defaults(run=run)
+        for extra in extras:
+            extra(sub)
         return sub
 
-    def add_site(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "site", nargs="?", type=Path, default=DEFAULT_SITE, help="site file (default: site.yaml)"
-        )
-
-    add_site(add("validate", cmd_validate, "check a site file and report every problem"))
+    add("validate", cmd_validate, "check a site file and report every problem", _add_site)
     add("schema", cmd_schema, "print the JSON Schema of site.yaml")
-    nodes = add("nodes", cmd_nodes, "list the nodes with their overlay addresses")
-    add_site(nodes)
-    nodes.add_argument("--json", action="store_true", help="print JSON")
+    nodes = add("nodes", cmd_nodes, "list the nodes with their overlay addresses", _add_site, _add_json)
     nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
     secret = add("secret", cmd_secret, "print one derived secret, named by purpose")
     secret.add_argument(
@@ -182,38 +288,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PURPOSE",
         help="one of: " + ", ".join(p.value for p in Purpose),
     )
-    add_site(secret)
+    _add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
-
-    def add_store(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory"
-        )
-
-    build = add("build", cmd_build, "build dist/ for a site, reusing what the store already holds")
-    add_site(build)
-    add_store(build)
-    build.add_argument("-o", "--output", type=Path, default=Path("dist"), metavar="DIR", help="default: dist")
-    build.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N")
-    build.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
-    build.add_argument(
-        "--repair", action="store_true", help="re-check store entries and rebuild corrupt ones"
+    text = "build dist/ for a site, reusing what the store already holds"
+    add("build", cmd_build, text, _add_site, _add_store, _add_build_options, _add_pins)
+    plan = add(
+        "plan", cmd_plan, "show what a build would make and what is cached", _add_site, _add_store, _add_json
     )
-    plan = add("plan", cmd_plan, "show what a build would make and what is cached")
-    add_site(plan)
-    add_store(plan)
-    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.add_argument("--airgap", action="store_true", help="plan an --airgap build")
+    _add_pins(plan)
+    lock = add("lock", cmd_lock, "resolve images/upstream.yaml into images.lock", _add_pins)
+    lock.add_argument("--check", action="store_true", help="only check that images.lock is current")
+    fetch = add("fetch", cmd_fetch, "fetch one locked image and export it as an OCI image layout")
+    fetch.add_argument("image", metavar="NAME", help="the image's name in images.lock")
+    fetch.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="where to write the layout"
+    )
+    _add_store(fetch)
+    _add_pins(fetch)
 
     store = add("store", lambda _: ExitStatus.OK, "inspect and clean the store")
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="COMMAND")
-    for name, run, text in (
+    for name, run, description in (
         ("verify", cmd_store_verify, "re-hash every entry and report corruption"),
         ("gc", cmd_store_gc, "remove entries that no dist/ refers to"),
     ):
-        sub = store_commands.add_parser(name, help=text, description=text, parents=[common])
+        sub = store_commands.add_parser(name, help=description, description=description, parents=[common])
         sub.set_defaults(run=run)
-        add_store(sub)
-        sub.add_argument("--json", action="store_true", help="print JSON")
+        _add_store(sub)
+        _add_json(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.airgap import AirgapSettings, plan_airgap
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import node_facts, node_records
 from builder.render.seed import SEED_FILES, build_seed, seed_inputs
@@ -23,6 +24,7 @@ class BuildSettings:
     deriver: SecretDeriver
     epoch: int
     templates: Path = TEMPLATES
+    airgap: AirgapSettings | None = None
 
 
 def build_nodes_json(ctx: BuildContext) -> None:
@@ -51,4 +53,7 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 dist_path=f"nodes/{node.name}",
             )
         )
+    if settings.airgap is not None:
+        roles = {node.role.value for node in site.nodes}
+        derivations.extend(plan_airgap(roles, settings.airgap, settings.epoch))
     return sorted(derivations, key=lambda d: d.name)

@@ -9,6 +9,7 @@ fractional times, atime or ctime.
 from __future__ import annotations
 
 import io
+import os
 import stat
 import tarfile
 from pathlib import Path
@@ -63,3 +64,19 @@ def tar_bytes(members: dict[str, bytes], *, mtime: int) -> bytes:
             data = members[name]
             archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, len(data)), io.BytesIO(data))
     return buffer.getvalue()
+
+
+def write_members(stream: BinaryIO, members: dict[str, Path | bytes], *, mtime: int) -> None:
+    """Archive named files (read from disk) or bytes as 0644 regular files, sorted by name.
+
+    Files stream from disk, so a member of any size costs no memory.
+    """
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:
+        for name in sorted(members, key=str.encode):
+            member = members[name]
+            if isinstance(member, bytes):
+                archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, len(member)), io.BytesIO(member))
+            else:
+                with member.open("rb") as content:
+                    size = os.fstat(content.fileno()).st_size
+                    archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, size), content)

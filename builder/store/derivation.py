@@ -10,17 +10,20 @@ that is not in the key cannot reach the output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError
 from builder.secrets import SecretDeriver
+from builder.store.blobs import BlobStore
 from builder.store.tree import file_sha256
 from builder.version import builder_version
 
@@ -39,6 +42,9 @@ class Derivation:
     sources: Mapping[str, Path] = field(default_factory=dict)
     secrets: SecretDeriver | None = None
     dist_path: str | None = None
+    # How to reach registries and artifact servers. Not part of the key: everything
+    # fetched is checked against a digest that is.
+    fetcher: Any = None
 
     @cached_property
     def key(self) -> str:
@@ -62,6 +68,21 @@ class Derivation:
         return f"{self.key}-{self.name}"
 
 
+class _HashingWriter(io.RawIOBase):
+    """Writes through to a file and hashes what passes."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.sha256.update(data)
+        return self.target.write(data)
+
+
 @dataclass
 class BuildContext:
     """What a build function may read, and where it writes."""
@@ -69,6 +90,10 @@ class BuildContext:
     derivation: Derivation
     out: Path
     dep_outputs: Mapping[str, Path]
+    blobs: BlobStore
+    # sha256 of output files this build already knows (hard-linked verified blobs,
+    # streams it hashed while writing), so the store need not read them again.
+    known_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def inputs(self) -> Mapping[str, Json]:
@@ -92,6 +117,24 @@ class BuildContext:
 
     def dep(self, name: str) -> Path:
         return self.dep_outputs[name]
+
+    @contextlib.contextmanager
+    def open_output(self, relative: str) -> Iterator[BinaryIO]:
+        """A file of the output to stream into (mode 0644); its sha256 is taken on the way."""
+        path = self.out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as raw:
+            os.fchmod(raw.fileno(), 0o644)
+            hashing = _HashingWriter(raw)
+            yield hashing  # type: ignore[misc]
+        self.known_digests[relative] = hashing.sha256.hexdigest()
+
+    def link_blob(self, relative: str, digest: str, source: Path) -> None:
+        """Put a verified blob from the blob store into the output, as a hard link."""
+        path = self.out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, path)
+        self.known_digests[relative] = digest.partition(":")[2]
 
     def write(
         self, relative: str, data: bytes | str, *, private: bool = False, executable: bool = False

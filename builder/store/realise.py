@@ -81,9 +81,10 @@ def _build_one(store: Store, derivation: Derivation, repair: bool) -> Result:
                 derivation,
                 work,
                 {dep.name: store.path_of(dep.store_name) for dep in derivation.deps},
+                store.blobs,
             )
             derivation.build(context)
-            output = store.commit(derivation.store_name, work)
+            output = store.commit(derivation.store_name, work, context.known_digests)
         except OSError as error:
             store.discard(work)
             raise storage_error(error, f"building {derivation.name} failed") from error

@@ -17,12 +17,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError
+from builder.store.blobs import BlobStore
 from builder.store.tree import Entry, ModeClass, scan, set_modes, tree_digest
 
 DEFAULT_STORE = Path(".meshseed/store")
@@ -68,6 +69,7 @@ def _thaw_and_remove(path: Path) -> None:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.blobs = BlobStore(root)
 
     def path_of(self, store_name: str) -> Path:
         return self.root / store_name
@@ -77,7 +79,7 @@ class Store:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The store holds seeds with secrets: nobody else may look inside.
             self.root.chmod(0o700)
-            for sub in (_TMP, _LOCKS, _ROOTS):
+            for sub in (_TMP, _LOCKS, _ROOTS, ".blobs"):
                 (self.root / sub).mkdir(exist_ok=True)
         except OSError as error:
             raise storage_error(error, f"cannot prepare the store at {self.root}") from None
@@ -118,9 +120,9 @@ class Store:
             _thaw_and_remove(stale)
         return Path(tempfile.mkdtemp(prefix=f"{store_name}.", dir=self.root / _TMP))
 
-    def commit(self, store_name: str, built: Path) -> StoredOutput:
+    def commit(self, store_name: str, built: Path, known: Mapping[str, str] | None = None) -> StoredOutput:
         """Describe, freeze and rename a finished build into place."""
-        entries = scan(built)
+        entries = scan(built, known=known or {})
         digest = tree_digest(entries)
         record = {
             "name": store_name,
@@ -213,4 +215,5 @@ class Store:
             for lock in (self.root / _LOCKS).glob("*.lock"):
                 if lock.name != "store.lock":
                     lock.unlink(missing_ok=True)
+            freed += self.blobs.collect_garbage()
         return dead, freed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -73,7 +73,11 @@ def walk(root: Path, *, skip: frozenset[str] = frozenset()) -> Iterator[Path]:
             yield path
 
 
-def scan(root: Path, *, skip: frozenset[str] = frozenset()) -> list[Entry]:
+def scan(
+    root: Path, *, skip: frozenset[str] = frozenset(), known: Mapping[str, str] | None = None
+) -> list[Entry]:
+    """Describe every path under `root`; `known` gives sha256s already computed by the build."""
+    known = known or {}
     entries = []
     for path in walk(root, skip=skip):
         info = path.lstat()
@@ -85,7 +89,8 @@ def scan(root: Path, *, skip: frozenset[str] = frozenset()) -> list[Entry]:
             target = str(path.readlink()).encode()
             entries.append(Entry(relative, mode, hashlib.sha256(target).hexdigest(), len(target)))
         elif stat.S_ISREG(info.st_mode):
-            entries.append(Entry(relative, mode, file_sha256(path), info.st_size))
+            sha256 = known.get(relative) or file_sha256(path)
+            entries.append(Entry(relative, mode, sha256, info.st_size))
         else:
             raise ValueError(f"{path}: an output may hold only files, directories and symlinks")
     return entries

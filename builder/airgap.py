@@ -1,0 +1,71 @@
+"""Plan the air-gap part of a build: fetch each locked image and binary, bundle per role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from builder.artifacts import Artifacts, build_binary
+from builder.lock import REQUIRED_PLATFORM, Lock
+from builder.oci.bundle import build_bundle, bundle_inputs
+from builder.oci.fetch import build_fetch, fetch_inputs
+from builder.oci.registry import Registries
+from builder.store.derivation import Derivation
+
+EXECUTABLES = frozenset({"k3s", "k3s-install.sh"})
+
+
+@dataclass(frozen=True)
+class AirgapSettings:
+    lock: Lock
+    registries: Registries
+    artifacts: Artifacts
+    compression: str = "zstd"
+    # Nodes are x86-64 for now; the lock pins arm64 too for when sites can say otherwise.
+    platform: str = REQUIRED_PLATFORM
+
+
+def image_derivation(name: str, settings: AirgapSettings) -> Derivation:
+    image = settings.lock.images[name]
+    return Derivation(
+        name=f"image-{name}",
+        build=build_fetch,
+        inputs=fetch_inputs(
+            image.reference, image.digest, {settings.platform: image.platforms[settings.platform]}
+        ),
+        fetcher=settings.registries,
+    )
+
+
+def plan_airgap(roles: set[str], settings: AirgapSettings, epoch: int) -> list[Derivation]:
+    images = {name: image_derivation(name, settings) for name in sorted(settings.lock.images)}
+    derivations: list[Derivation] = []
+    for role in sorted(roles):
+        wanted = settings.lock.images_for(role)
+        if not wanted:
+            continue
+        derivations.append(
+            Derivation(
+                name=f"airgap-{role}",
+                build=build_bundle,
+                inputs=bundle_inputs(role, settings.compression, epoch),
+                deps=tuple(images[name] for name in wanted),
+                dist_path="airgap",
+            )
+        )
+    for name, pinned in sorted(settings.lock.binaries.items()):
+        derivations.append(
+            Derivation(
+                name=f"binary-{name.replace('.', '-')}",
+                build=build_binary,
+                inputs={
+                    "file": name,
+                    "url": pinned.url,
+                    "sha256": pinned.sha256,
+                    "size": pinned.size,
+                    "executable": name in EXECUTABLES,
+                },
+                fetcher=settings.artifacts,
+                dist_path="airgap/binaries",
+            )
+        )
+    return derivations

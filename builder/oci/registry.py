@@ -212,7 +212,9 @@ class RegistryClient:
                 if not resumed:
                     hasher = hashlib.sha256()
                 with partial.open("ab" if resumed else "wb") as out:
-                    for chunk in response.iter_bytes(_CHUNK):
+                    # Raw bytes as they arrive: a cut connection keeps what came, and no
+                    # Content-Encoding is undone, since the digest covers the bytes as stored.
+                    for chunk in response.iter_raw():
                         hasher.update(chunk)
                         out.write(chunk)
                 break

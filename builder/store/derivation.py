@@ -74,12 +74,17 @@ class _HashingWriter(io.RawIOBase):
     def __init__(self, target: BinaryIO) -> None:
         self.target = target
         self.sha256 = hashlib.sha256()
+        self.position = 0
 
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self.position
+
     def write(self, data: Any) -> int:
         self.sha256.update(data)
+        self.position += len(data)
         return self.target.write(data)
 
 

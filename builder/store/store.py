@@ -34,7 +34,7 @@ _SPACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 def storage_error(error: OSError, doing: str) -> MeshseedError:
     """Turn a file-system failure into one clear sentence, saying what was being done."""
-    where = f" {error.filename}" if error.filename else ""
+    where = f" ({error.filename})" if error.filename else ""
     if error.errno in _SPACE_ERRORS:
         reason = "no space left (disk full, quota or file size limit)"
     elif error.errno == errno.EROFS:
@@ -43,9 +43,7 @@ def storage_error(error: OSError, doing: str) -> MeshseedError:
         reason = "permission denied"
     else:
         reason = error.strerror or str(error)
-    return MeshseedError(
-        f"{doing}:{where}: {reason}", hint="the store is unchanged; fix this and build again"
-    )
+    return MeshseedError(f"{doing}: {reason}{where}", hint="the store is unchanged; fix this and build again")
 
 
 @dataclass(frozen=True)

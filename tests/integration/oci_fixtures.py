@@ -106,7 +106,8 @@ class TestImage:
     tag: str
     index_digest: str  # digest of what the tag points to (an index, or a manifest)
     media_type: str  # media type of that top-level manifest
-    platform_digests: dict[str, str]  # {"linux/amd64": "sha256:..."}; single platform: {"linux/amd64": index_digest}
+    # {"linux/amd64": "sha256:...", ...}; for a single-platform image {"linux/amd64": index_digest}
+    platform_digests: dict[str, str]
     layer_digests: tuple[str, ...]  # the linux/amd64 image's layers, in order
 
     def reference(self, registry: Registry) -> str:
@@ -136,6 +137,8 @@ class Containerd:
         ctr puts FIFOs in /run/containerd/fifo and runc keeps container state in
         /run/containerd/runc by default, shared with every other containerd on the machine; both are
         moved under this daemon's state directory so that parallel test daemons cannot collide.
+        (containerd 1.6 still puts shim sockets in /run/containerd/s, named by a hash of the socket
+        address, container and namespace, so those do not collide either.)
         """
         name = container_id or f"meshseed-test-{uuid.uuid4().hex[:12]}"
         return self.ctr(
@@ -157,7 +160,9 @@ class Containerd:
         for namespace in self.ctr("namespaces", "ls", "-q", check=False).stdout.decode().split():
             for task in self._ctr(namespace, "tasks", "ls", "-q", check=False).stdout.decode().split():
                 self._ctr(namespace, "tasks", "rm", "-f", task, check=False)
-            for container in self._ctr(namespace, "containers", "ls", "-q", check=False).stdout.decode().split():
+            for container in (
+                self._ctr(namespace, "containers", "ls", "-q", check=False).stdout.decode().split()
+            ):
                 self._ctr(namespace, "containers", "rm", container, check=False)
 
     def _ctr(
@@ -180,10 +185,11 @@ def run(
     check: bool = True,
     timeout: float = TIMEOUT,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     context: str = "",
 ) -> subprocess.CompletedProcess[bytes]:
     """Run one command with a timeout; on failure raise CommandError naming it, with its output."""
-    command = shlex.join(argv)
+    command = shlex.join(argv) if cwd is None else f"cd {shlex.quote(str(cwd))} && {shlex.join(argv)}"
     log.info("running: %s", command)
     started = time.monotonic()
     try:
@@ -194,10 +200,12 @@ def run(
             timeout=timeout,
             check=False,
             env=None if env is None else dict(env),
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as error:
         raise CommandError(
-            f"timed out after {timeout:.0f} s: {command}\n{_output(error.stdout, error.stderr)}{_context(context)}"
+            f"timed out after {timeout:g} s: {command}\n"
+            f"{_output(error.stdout, error.stderr)}{_context(context)}"
         ) from None
     log.info("exit status %d after %.2f s: %s", result.returncode, time.monotonic() - started, command)
     if check and result.returncode != 0:
@@ -234,6 +242,7 @@ def _stop_with_this_process() -> None:
     """Runs in a daemon child before exec: the kernel sends it SIGTERM if pytest dies, even by SIGKILL.
 
     Teardown stops daemons normally; this only keeps a killed test run from leaving them behind.
+    The signal follows the thread that forked, and pytest sets fixtures up on its main thread.
     """
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -262,7 +271,9 @@ class HttpResponse:
     body: bytes
 
 
-def http_request(url: str, *, method: str = "GET", accept: str | None = None, timeout: float = 30) -> HttpResponse:
+def http_request(
+    url: str, *, method: str = "GET", accept: str | None = None, timeout: float = 30
+) -> HttpResponse:
     """One plain HTTP request; error statuses are returned, not raised, so callers can assert on them."""
     request = urllib.request.Request(url, method=method)
     if accept is not None:
@@ -315,11 +326,14 @@ def serve_registry(work: Path) -> Iterator[Registry]:
         log.info("starting: %s", shlex.join(argv))
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                preexec_fn=_stop_with_this_process,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_stop_with_this_process,  # noqa: PLW1509 - it only calls prctl
             )
         try:
-            if _wait_for_registry(process, f"http://{host}", log_path):
+            if _wait_for_registry(process, f"http://{host}", argv, log_path):
                 log.info("registry at %s (pid %d, log %s)", host, process.pid, log_path)
                 yield Registry(host=host, url=f"http://{host}", root=root)
                 return
@@ -356,7 +370,9 @@ def _registry_config(root: Path, host: str) -> dict[str, Any]:
     }
 
 
-def _wait_for_registry(process: subprocess.Popen[bytes], url: str, log_path: Path) -> bool:
+def _wait_for_registry(
+    process: subprocess.Popen[bytes], url: str, argv: Sequence[str], log_path: Path
+) -> bool:
     """True once GET /v2/ answers 200; False if the process exited first (e.g. port taken)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
@@ -369,7 +385,8 @@ def _wait_for_registry(process: subprocess.Popen[bytes], url: str, log_path: Pat
             pass  # not listening yet
         time.sleep(0.05)
     raise CommandError(
-        f"docker-registry (pid {process.pid}) did not answer GET {url}/v2/ within {STARTUP_TIMEOUT:.0f} s\n"
+        f"{shlex.join(argv)} (pid {process.pid}) did not answer GET {url}/v2/ "
+        f"within {STARTUP_TIMEOUT:.0f} s\n"
         f"--- {log_path} ---\n{_tail(log_path)}"
     )
 
@@ -393,25 +410,45 @@ class _Buildah:
         self.tmp = work / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, *args: str, timeout: float = TIMEOUT) -> str:
+    def __call__(self, *args: str, timeout: float = TIMEOUT, cwd: Path | None = None) -> str:
         argv = [
             self.program,
-            "--root", str(self.work / "storage"),
-            "--runroot", str(self.work / "run"),
-            "--storage-driver", "vfs",
+            "--root",
+            str(self.work / "storage"),
+            "--runroot",
+            str(self.work / "run"),
+            "--storage-driver",
+            "vfs",
             *args,
         ]
         # Big temporary blobs go under `work`, not /var/tmp.
         env = {**os.environ, "TMPDIR": str(self.tmp), "BUILDAH_ISOLATION": "chroot"}
-        return run(argv, timeout=timeout, env=env).stdout.decode().strip()
+        return run(argv, timeout=timeout, env=env, cwd=cwd).stdout.decode().strip()
+
+    def layout_source(self, *args: str, layout: Path, timeout: float = TIMEOUT) -> str:
+        """Run ARGS followed by `oci:NAME:1` of `layout`, from the layout's parent directory.
+
+        buildah names an image read from `oci:PATH` after PATH, and fails on any upper-case letter
+        in it ("repository name must be lowercase"); a tmp path may well have one, a layout name
+        given here does not.
+        """
+        return self(*args, f"oci:{layout.name}:{TEST_TAG}", timeout=timeout, cwd=layout.parent)
 
     def commit(self, container: str, layout: Path, *, timeout: float = TIMEOUT) -> str:
         """Commit into an `oci:` layout with the epoch as every timestamp; returns the manifest digest."""
+        # buildah adds to an existing layout; start empty so that index.json lists this image only.
+        shutil.rmtree(layout, ignore_errors=True)
         layout.parent.mkdir(parents=True, exist_ok=True)  # buildah needs the parent to exist
         self(
-            "commit", "--quiet", "--format", "oci", "--timestamp", "0",
+            "commit",
+            "--quiet",
+            "--format",
+            "oci",
+            "--timestamp",
+            "0",
             "--disable-compression=false",  # gzip now, so that pushing never recompresses (module docstring)
-            container, f"oci:{layout}:{TEST_TAG}",
+            container,
+            f"oci:{layout}:{TEST_TAG}",
             timeout=timeout,
         )
         return layout_manifest_digest(layout)
@@ -431,7 +468,9 @@ def _busybox_rootfs(work: Path) -> Path:
     """/bin/busybox from busybox-static plus a few applet symlinks, with fixed modes (umask-proof)."""
     busybox = Path(require("busybox", "busybox-static")).resolve()
     if not _is_static_elf(busybox):
-        raise AssertionError(f"{busybox} is dynamically linked and cannot run in a scratch image; install busybox-static")
+        raise AssertionError(
+            f"{busybox} is dynamically linked and cannot run in a scratch image; install busybox-static"
+        )
     rootfs = work / "rootfs-busybox"
     shutil.rmtree(rootfs, ignore_errors=True)
     (rootfs / "bin").mkdir(parents=True)
@@ -471,8 +510,14 @@ def build_busybox_layout(work: Path, platform: str = "linux/amd64") -> Path:
     buildah("add", container, f"{rootfs}/", "/")
     buildah(
         "config",
-        "--entrypoint", '["/bin/sh"]', "--env", "PATH=/bin",
-        "--os", os_name, "--arch", architecture,
+        "--entrypoint",
+        '["/bin/sh"]',
+        "--env",
+        "PATH=/bin",
+        "--os",
+        os_name,
+        "--arch",
+        architecture,
         container,
     )
     layout = work / "layouts" / f"busybox-{architecture}"
@@ -487,7 +532,7 @@ def _build_hello_layout(work: Path, busybox_amd64: Path) -> Path:
     files.mkdir(parents=True, exist_ok=True)
     (files / "hello.txt").write_bytes(HELLO_TEXT)
     (files / "hello.txt").chmod(0o644)
-    container = buildah("from", "--quiet", "--isolation", "chroot", f"oci:{busybox_amd64}:{TEST_TAG}")
+    container = buildah.layout_source("from", "--quiet", "--isolation", "chroot", layout=busybox_amd64)
     buildah("add", container, str(files / "hello.txt"), "/hello.txt")
     layout = work / "layouts" / "hello"
     buildah.commit(container, layout)
@@ -506,9 +551,14 @@ def push_layout(registry: Registry, layout: Path, repository: str, *, timeout: f
     --preserve-digests makes skopeo fail rather than silently recompress or convert anything.
     """
     _skopeo(
-        "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests",
-        f"oci:{layout}:{TEST_TAG}", f"docker://{registry.host}/{repository}:{TEST_TAG}",
-        timeout=timeout, tmp=layout.parent,
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        f"oci:{layout}:{TEST_TAG}",
+        f"docker://{registry.host}/{repository}:{TEST_TAG}",
+        timeout=timeout,
+        tmp=layout.parent,
     )
 
 
@@ -516,7 +566,10 @@ def raw_manifest(registry: Registry, repository: str, reference: str) -> bytes:
     """The exact manifest bytes skopeo reads for REPOSITORY:TAG or REPOSITORY@DIGEST."""
     separator = "@" if reference.startswith("sha256:") else ":"
     return _skopeo(
-        "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{repository}{separator}{reference}"
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        f"docker://{registry.host}/{repository}{separator}{reference}",
     )
 
 
@@ -538,7 +591,11 @@ def read_pushed_image(registry: Registry, repository: str, tag: str = TEST_TAG) 
     else:
         manifest = top
         config_bytes = _skopeo(
-            "inspect", "--raw", "--config", "--tls-verify=false", f"docker://{registry.host}/{repository}:{tag}"
+            "inspect",
+            "--raw",
+            "--config",
+            "--tls-verify=false",
+            f"docker://{registry.host}/{repository}:{tag}",
         )
         platform_digests = {_platform_key(json.loads(config_bytes)): index_digest}
     return TestImage(
@@ -573,7 +630,9 @@ def check_served(registry: Registry, image: TestImage) -> None:
                 f"{response.headers.get('docker-content-digest')}, expected {digest}"
             )
         if media_type is not None and response.headers.get("content-type") != media_type:
-            problems.append(f"GET {url}: Content-Type {response.headers.get('content-type')}, expected {media_type}")
+            problems.append(
+                f"GET {url}: Content-Type {response.headers.get('content-type')}, expected {media_type}"
+            )
 
     check_manifest(image.tag, image.index_digest, image.media_type)
     for digest in image.platform_digests.values():
@@ -586,7 +645,9 @@ def check_served(registry: Registry, image: TestImage) -> None:
         if not registry.blob_path(digest).is_file():
             problems.append(f"{registry.blob_path(digest)} does not exist")
     if problems:
-        raise AssertionError(f"{image.repository}:{image.tag} is not served as described:\n" + "\n".join(problems))
+        raise AssertionError(
+            f"{image.repository}:{image.tag} is not served as described:\n" + "\n".join(problems)
+        )
 
 
 def _push_busybox_index(registry: Registry, work: Path, layouts: Mapping[str, Path]) -> None:
@@ -595,10 +656,21 @@ def _push_busybox_index(registry: Registry, work: Path, layouts: Mapping[str, Pa
     index_name = f"meshseed-test-busybox-index-{uuid.uuid4().hex[:8]}"
     buildah("manifest", "create", index_name)
     for platform in BUSYBOX_PLATFORMS:
-        buildah("manifest", "add", index_name, f"oci:{layouts[platform]}:{TEST_TAG}")
+        buildah.layout_source("manifest", "add", index_name, layout=layouts[platform])
+    # `manifest add` records the relative `oci:NAME:1` references, and `manifest push --all` opens
+    # them again, so it has to run from the same directory.
+    (layouts_dir,) = {layout.parent for layout in layouts.values()}
     buildah(
-        "manifest", "push", "--quiet", "--all", "--format", "oci", "--tls-verify=false",
-        index_name, f"docker://{registry.host}/{BUSYBOX_REPOSITORY}:{TEST_TAG}",
+        "manifest",
+        "push",
+        "--quiet",
+        "--all",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        index_name,
+        f"docker://{registry.host}/{BUSYBOX_REPOSITORY}:{TEST_TAG}",
+        cwd=layouts_dir,
     )
 
 
@@ -656,7 +728,9 @@ def push_image_with_random_layer(registry: Registry, work: Path, repository: str
             out.write(os.urandom(1 << 20))
     (files / "random.bin").chmod(0o644)
     buildah = _Buildah(build / "buildah-random")
-    container = buildah("from", "--quiet", "--isolation", "chroot", f"oci:{base}:{TEST_TAG}", timeout=timeout)
+    container = buildah.layout_source(
+        "from", "--quiet", "--isolation", "chroot", layout=base, timeout=timeout
+    )
     buildah("add", container, str(files / "random.bin"), "/random.bin", timeout=timeout)
     layout = build / "layouts" / "random"
     digest = buildah.commit(container, layout, timeout=timeout)
@@ -683,8 +757,13 @@ def write_oci_archive(registry: Registry, image: TestImage, dest: Path, name: st
     layout = Path(tempfile.mkdtemp(prefix="oci-layout-", dir=dest.parent))
     all_platforms = ["--all"] if image.media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST) else []
     _skopeo(
-        "copy", "--quiet", "--src-tls-verify=false", "--preserve-digests", *all_platforms,
-        f"docker://{image.reference(registry)}", f"oci:{layout}:{image.tag}",
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        *all_platforms,
+        f"docker://{image.reference(registry)}",
+        f"oci:{layout}:{image.tag}",
         tmp=dest.parent,
     )
     index = json.loads((layout / "index.json").read_text())
@@ -747,28 +826,35 @@ def _containerd_config(root: Path, state: Path, address: Path, opt: Path) -> str
     )
 
 
-def _wait_for_containerd(process: subprocess.Popen[bytes], address: Path, log_path: Path) -> None:
+def _wait_for_containerd(
+    process: subprocess.Popen[bytes], argv: Sequence[str], address: Path, log_path: Path
+) -> None:
     program = require("ctr", "containerd")
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise CommandError(
-                f"containerd exited with status {process.returncode} during startup\n"
+                f"{shlex.join(argv)} exited with status {process.returncode} during startup\n"
                 f"--- {log_path} ---\n{_tail(log_path)}"
             )
         # `ctr version` fails until the server side answers on the socket.
-        if address.is_socket() and run([program, "--address", str(address), "version"], check=False, timeout=10).returncode == 0:
+        if (
+            address.is_socket()
+            and run([program, "--address", str(address), "version"], check=False, timeout=10).returncode == 0
+        ):
             return
         time.sleep(0.05)
     raise CommandError(
-        f"containerd (pid {process.pid}) did not answer on {address} within {STARTUP_TIMEOUT:.0f} s\n"
+        f"{shlex.join(argv)} (pid {process.pid}) did not answer on {address} "
+        f"within {STARTUP_TIMEOUT:.0f} s\n"
         f"--- {log_path} ---\n{_tail(log_path)}"
     )
 
 
-def _snapshotter(daemon: Containerd) -> str:
+def _snapshotter(address: Path) -> str:
     """overlayfs if its plugin loaded (its init test-mounts an overlay), else the always-working native."""
-    plugins = daemon.ctr("plugins", "ls").stdout.decode()
+    program = require("ctr", "containerd")
+    plugins = run([program, "--address", str(address), "plugins", "ls"]).stdout.decode()
     for line in plugins.splitlines():
         fields = line.split()
         if fields[:2] == ["io.containerd.snapshotter.v1", "overlayfs"] and fields[-1] == "ok":
@@ -796,20 +882,23 @@ def start_containerd(work: Path) -> Iterator[Containerd]:
     log.info("starting: %s", shlex.join(argv))
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=_stop_with_this_process,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_this_process,  # noqa: PLW1509 - it only calls prctl
         )
     try:
-        _wait_for_containerd(process, address, log_path)
-        daemon = Containerd(address=address, root=root, state=state, log=log_path, snapshotter="native")
+        _wait_for_containerd(process, argv, address, log_path)
         daemon = Containerd(
-            address=address, root=root, state=state, log=log_path, snapshotter=_snapshotter(daemon)
+            address=address, root=root, state=state, log=log_path, snapshotter=_snapshotter(address)
         )
         log.info("containerd on %s (pid %d, %s, log %s)", address, process.pid, daemon.snapshotter, log_path)
         try:
             yield daemon
         finally:
-            daemon.remove_leftovers()
+            if process.poll() is None:  # a dead daemon cannot be asked; its shims report to nobody
+                daemon.remove_leftovers()
     finally:
         _stop(process, f"containerd on {address}")
         if short_dir is not None:

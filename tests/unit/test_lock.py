@@ -1,0 +1,101 @@
+"""upstream.yaml loading and images.lock reading, writing and staleness checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from builder.errors import ExitStatus, MeshseedError
+from builder.lock import Lock, LockedFile, LockedImage, check_lock, load_upstream, read_lock, write_lock
+from tests.conftest import REPO
+
+DIGEST = "sha256:" + "1" * 64
+AMD64 = "sha256:" + "2" * 64
+
+
+def current_lock(upstream_path: Path = REPO / "images" / "upstream.yaml") -> Lock:
+    upstream = load_upstream(upstream_path)
+    images = {
+        image.name: LockedImage(
+            image.image,
+            DIGEST,
+            "application/vnd.oci.image.index.v1+json",
+            {"linux/amd64": AMD64},
+            tuple(image.roles),
+        )
+        for image in upstream.images
+    }
+    binaries = {name: LockedFile(url, "3" * 64, 10) for name, url in upstream.binaries().items()}
+    return Lock(
+        upstream.sha256, upstream.k3s.version, upstream.mycelium.version, upstream.platforms, images, binaries
+    )
+
+
+def test_the_repository_upstream_file_loads() -> None:
+    upstream = load_upstream(REPO / "images" / "upstream.yaml")
+    names = {image.name for image in upstream.images}
+    assert {"openedx", "couchdb", "caddy", "prometheus", "node-exporter"} <= names
+    assert upstream.binaries()["k3s"].endswith(f"/{upstream.k3s.version}/k3s")
+    assert "linux/amd64" in upstream.platforms
+
+
+def test_upstream_errors_name_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "upstream.yaml"
+    text = (REPO / "images" / "upstream.yaml").read_text()
+    path.write_text(text.replace("docker.io/library/couchdb:3.4.3", "docker.io/library/couchdb"))
+    with pytest.raises(MeshseedError) as caught:
+        load_upstream(path)
+    line = text.splitlines().index("    image: docker.io/library/couchdb:3.4.3") + 1
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:{line}: images[5].image: 'docker.io/library/couchdb': name an image by tag; "
+        "`meshseed lock` pins its digest"
+    ]
+    assert caught.value.status is ExitStatus.BAD_INPUT
+
+
+def test_a_current_lock_round_trips_and_checks_clean(tmp_path: Path) -> None:
+    lock = current_lock()
+    write_lock(lock, tmp_path / "images.lock")
+    text = (tmp_path / "images.lock").read_text()
+    assert json.loads(text)["version"] == 1
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    again = read_lock(tmp_path / "images.lock")
+    assert again == lock
+    assert check_lock(load_upstream(REPO / "images" / "upstream.yaml"), again, tmp_path / "images.lock") == []
+    assert again.images["couchdb"].pinned == f"docker.io/library/couchdb@{DIGEST}"
+
+
+def test_stale_and_missing_entries_are_named(tmp_path: Path) -> None:
+    upstream = load_upstream(REPO / "images" / "upstream.yaml")
+    lock = current_lock()
+    images = dict(lock.images)
+    del images["caddy"]
+    images["redis"] = replace(images["redis"], reference="docker.io/library/redis:6")
+    binaries = dict(lock.binaries)
+    del binaries["mycelium"]
+    stale = replace(lock, upstream_sha256="0" * 64, images=images, binaries=binaries)
+    problems = [str(p) for p in check_lock(upstream, stale, Path("images.lock"))]
+    assert problems == [
+        "images.lock: upstream_sha256: images/upstream.yaml changed since the lock was written (run `meshseed lock`)",
+        "images.lock: images.redis: pins docker.io/library/redis:6, upstream.yaml asks for "
+        "docker.io/library/redis:7.4.10 (run `meshseed lock`)",
+        "images.lock: images.caddy: is missing (run `meshseed lock`)",
+        "images.lock: binaries.mycelium: is missing (run `meshseed lock`)",
+    ]
+
+
+def test_unreadable_locks(tmp_path: Path) -> None:
+    with pytest.raises(MeshseedError, match=r"images\.lock: missing") as caught:
+        read_lock(tmp_path / "images.lock")
+    assert caught.value.status is ExitStatus.FAILED
+    broken = tmp_path / "broken.lock"
+    broken.write_text('{\n  "version": 1,\n  oops\n}\n')
+    with pytest.raises(MeshseedError, match=r"broken.lock:3: not valid JSON") as caught:
+        read_lock(broken)
+    assert caught.value.status is ExitStatus.BAD_INPUT
+    broken.write_text(json.dumps({**current_lock().as_json(), "version": 9}))
+    with pytest.raises(MeshseedError, match="this meshseed reads version 1"):
+        read_lock(broken)

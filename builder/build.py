@@ -6,10 +6,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder.airgap import AirgapSettings
-from builder.artifacts import Artifacts
 from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
 from builder.lock import (
@@ -21,13 +19,16 @@ from builder.lock import (
     read_lock,
     stale_lock_error,
 )
-from builder.oci.registry import Registries
 from builder.plan import BuildSettings, plan
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
 from builder.store.derivation import Derivation
 from builder.store.realise import Progress, Result, closure, realise
 from builder.store.store import Store
+
+if TYPE_CHECKING:
+    from builder.artifacts import Artifacts
+    from builder.oci.registry import Registries
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,13 @@ class Fetching:
     artifact_mirror: str | None = None
 
     def registries(self) -> Registries:
+        from builder.oci.registry import Registries  # noqa: PLC0415 - httpx loads only when fetching
+
         return Registries(mirrors=self.mirrors)
 
     def artifacts(self) -> Artifacts:
+        from builder.artifacts import Artifacts  # noqa: PLC0415 - httpx loads only when fetching
+
         return Artifacts(mirror=self.artifact_mirror)
 
 
@@ -69,6 +74,8 @@ def load(request: Request) -> Loaded:
     deriver = SecretDeriver(load_master_key(key_path, create=is_default), site.cluster)
     airgap = None
     if request.airgap:
+        from builder.airgap import AirgapSettings  # noqa: PLC0415 - httpx loads only when fetching
+
         airgap = AirgapSettings(
             lock=current_lock(request.lock, request.upstream),
             registries=request.fetching.registries(),

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.airgap import AirgapSettings, image_derivation
 from builder.build import Fetching, Request, build, build_summary, current_lock, load, plan_summary
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
@@ -27,9 +26,7 @@ from builder.lock import (
     stale_lock_error,
     write_lock,
 )
-from builder.oci.layout import export_layout
-from builder.oci.registry import parse_mirror
-from builder.resolve import resolve_lock
+from builder.oci.reference import parse_mirror
 from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, Site, load_site
 from builder.site.decode import did_you_mean
@@ -122,6 +119,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
             raise stale_lock_error(problems, args.lock)
         print(f"{args.lock}: current", file=sys.stderr)
         return ExitStatus.OK
+    from builder.resolve import resolve_lock  # noqa: PLC0415 - httpx loads only when fetching
+
     fetching = _fetching(args)
     lock = resolve_lock(upstream, fetching.registries(), fetching.artifacts())
     write_lock(lock, args.lock)
@@ -136,6 +135,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise bad_input(
             f"{args.lock}: no image named {args.image!r}", hint=did_you_mean(args.image, lock.images)
         )
+    from builder.airgap import AirgapSettings, image_derivation  # noqa: PLC0415 - httpx loads on demand
+    from builder.oci.layout import export_layout  # noqa: PLC0415
+
     fetching = _fetching(args)
     settings = AirgapSettings(lock, fetching.registries(), fetching.artifacts())
     store = Store(args.store)

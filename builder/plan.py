@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.airgap import AirgapSettings, plan_airgap
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import node_facts, node_records
 from builder.render.seed import SEED_FILES, build_seed, seed_inputs
 from builder.secrets import SecretDeriver
 from builder.site import Site
 from builder.store.derivation import BuildContext, Derivation
+
+if TYPE_CHECKING:
+    from builder.airgap import AirgapSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = PROJECT_ROOT / "cloud-init"
@@ -54,6 +57,8 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
             )
         )
     if settings.airgap is not None:
+        from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
+
         roles = {node.role.value for node in site.nodes}
         derivations.extend(plan_airgap(roles, settings.airgap, settings.epoch))
     return sorted(derivations, key=lambda d: d.name)

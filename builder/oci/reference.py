@@ -59,3 +59,10 @@ def parse_reference(text: str) -> Reference:
     if not path or not all(_COMPONENT.fullmatch(part) for part in path):
         raise ValueError(f"{text!r} is not a valid image reference")
     return Reference(registry, "/".join(path), tag, digest or None)
+
+
+def parse_mirror(text: str) -> tuple[str, str]:
+    registry, sep, url = text.partition("=")
+    if not sep or not registry or not url.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r}: write a mirror as REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
+    return registry, url

@@ -70,13 +70,6 @@ class Registries:
             return self._clients[registry]
 
 
-def parse_mirror(text: str) -> tuple[str, str]:
-    registry, sep, url = text.partition("=")
-    if not sep or not registry or not url.startswith(("http://", "https://")):
-        raise ValueError(f"{text!r}: write a mirror as REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
-    return registry, url
-
-
 class RegistryClient:
     def __init__(self, registry: str, endpoint: str, *, retries: int, backoff: float, timeout: float) -> None:
         self.registry = registry

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.oci.reference import parse_reference
-from builder.oci.registry import default_endpoint, parse_mirror
+from builder.oci.reference import parse_mirror, parse_reference
+from builder.oci.registry import default_endpoint
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import threading
@@ -237,3 +238,23 @@ def test_closure_orders_dependencies_first_and_rejects_name_clashes() -> None:
     assert order == ["greet-ada", "greet-bob", "all"]
     with pytest.raises(MeshseedError, match="share the name 'greet-ada'"):
         closure([greeting("ada"), greeting("bob", name="greet-ada")])
+
+
+def test_blobs_are_shared_by_hard_links_and_collected_when_unused(store: Store, tmp_path: Path) -> None:
+    digest = "sha256:" + hashlib.sha256(b"layer").hexdigest()
+    downloads = []
+
+    def download(partial: Path) -> None:
+        downloads.append(partial)
+        partial.write_bytes(b"layer")
+
+    first = store.blobs.ensure(digest, download)
+    assert store.blobs.ensure(digest, download) == first
+    assert len(downloads) == 1
+    assert stat.S_IMODE(first.stat().st_mode) == 0o444
+    linked = tmp_path / "entry-file"
+    os.link(first, linked)
+    assert store.blobs.collect_garbage() == 0
+    linked.unlink()
+    assert store.blobs.collect_garbage() == len(b"layer")
+    assert not store.blobs.has(digest)

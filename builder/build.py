@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
+from builder.images.spec import IMAGES_DIR, image_specs
 from builder.lock import (
     DEFAULT_LOCK,
     DEFAULT_UPSTREAM,
@@ -27,7 +28,9 @@ from builder.store.realise import Progress, Result, closure, realise
 from builder.store.store import Store
 
 if TYPE_CHECKING:
+    from builder.airgap import AirgapSettings
     from builder.artifacts import Artifacts
+    from builder.images.plan import OwnImages
     from builder.oci.registry import Registries
 
 
@@ -59,6 +62,8 @@ class Request:
     upstream: Path = DEFAULT_UPSTREAM
     fetching: Fetching = field(default_factory=Fetching)
     compression: str = "zstd"
+    images: bool = False
+    images_dir: Path = IMAGES_DIR
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,27 @@ def load(request: Request) -> Loaded:
             artifacts=request.fetching.artifacts(),
             compression=request.compression,
         )
-    settings = BuildSettings(deriver=deriver, epoch=source_date_epoch(os.environ), airgap=airgap)
+    epoch = source_date_epoch(os.environ)
+    images = own_images(request, airgap) if request.images else None
+    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images)
     return Loaded(site, closure(plan(site, settings)), Store(request.store))
+
+
+def own_images(request: Request, airgap: AirgapSettings | None) -> OwnImages:
+    """Our images, with the lock checked for them (and for upstream images they build on)."""
+    from builder.airgap import image_derivation  # noqa: PLC0415 - httpx loads only when fetching
+    from builder.debian.pin import check_debian  # noqa: PLC0415
+    from builder.images.plan import OwnImages  # noqa: PLC0415
+
+    specs = image_specs(request.images_dir)
+    lock = read_lock(request.lock)
+    problems = check_debian(specs, lock, request.lock)
+    if problems:
+        raise stale_lock_error(problems, request.lock)
+    upstream = {}
+    if airgap is not None:
+        upstream = {name: image_derivation(name, airgap) for name in lock.images}
+    return OwnImages(specs, lock, request.fetching.artifacts(), upstream)
 
 
 def current_lock(lock_path: Path, upstream_path: Path) -> Lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -16,10 +17,12 @@ from builder.build import Fetching, Request, build, build_summary, current_lock,
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
+from builder.images.spec import IMAGES_DIR, image_specs
 from builder.inventory import node_facts, node_records
 from builder.lock import (
     DEFAULT_LOCK,
     DEFAULT_UPSTREAM,
+    EMPTY_LOCK,
     check_lock,
     load_upstream,
     read_lock,
@@ -108,23 +111,43 @@ def _request(args: argparse.Namespace) -> Request:
         upstream=args.upstream,
         fetching=_fetching(args),
         compression=getattr(args, "bundle_compression", "zstd"),
+        images=getattr(args, "images", False),
+        images_dir=args.images_dir,
     )
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    upstream = load_upstream(args.upstream)
+    """Resolve (or with --check, verify) the upstream part, our images' packages, or both."""
+    from builder.debian.pin import check_debian, pin_images  # noqa: PLC0415 - httpx loads only when fetching
+
+    parts = {args.only} if args.only else {"upstream", "debian"}
+    upstream = load_upstream(args.upstream) if "upstream" in parts else None
+    specs = image_specs(args.images_dir) if "debian" in parts else []
     if args.check:
-        problems = check_lock(upstream, read_lock(args.lock), args.lock)
+        lock = read_lock(args.lock)
+        problems = check_lock(upstream, lock, args.lock) if upstream else []
+        problems += check_debian(specs, lock, args.lock)
         if problems:
             raise stale_lock_error(problems, args.lock)
         print(f"{args.lock}: current", file=sys.stderr)
         return ExitStatus.OK
-    from builder.resolve import resolve_lock  # noqa: PLC0415 - httpx loads only when fetching
+    lock = read_lock(args.lock) if args.lock.exists() else EMPTY_LOCK
+    if upstream is not None:
+        from builder.resolve import resolve_lock  # noqa: PLC0415
 
-    fetching = _fetching(args)
-    lock = resolve_lock(upstream, fetching.registries(), fetching.artifacts())
+        fetching = _fetching(args)
+        lock = dataclasses.replace(
+            resolve_lock(upstream, fetching.registries(), fetching.artifacts()), debian=lock.debian
+        )
+    if "debian" in parts:
+        lock = dataclasses.replace(lock, debian=pin_images(specs))
     write_lock(lock, args.lock)
-    print(f"wrote {args.lock}: {len(lock.images)} images, {len(lock.binaries)} binaries", file=sys.stderr)
+    packages = sum(len(part.packages) for part in lock.debian.values())
+    print(
+        f"wrote {args.lock}: {len(lock.images)} images, {len(lock.binaries)} binaries, "
+        f"{packages} Debian packages for {len(lock.debian)} of our images",
+        file=sys.stderr,
+    )
     return ExitStatus.OK
 
 
@@ -251,6 +274,13 @@ def _add_pins(sub: argparse.ArgumentParser) -> None:
         help="fetch REGISTRY's images from URL instead (repeatable)",
     )
     sub.add_argument("--artifact-mirror", metavar="URL", help="fetch binaries from URL/<host>/<path> instead")
+    sub.add_argument(
+        "--images-dir",
+        type=Path,
+        default=IMAGES_DIR,
+        metavar="DIR",
+        help="our images' folders (default: images)",
+    )
 
 
 def _add_build_options(sub: argparse.ArgumentParser) -> None:
@@ -260,6 +290,7 @@ def _add_build_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--repair", action="store_true", help="re-check store entries and rebuild corrupt ones")
     sub.add_argument("--airgap", action="store_true", help="also fetch every pinned image and binary")
     sub.add_argument("--bundle-compression", choices=["zstd", "none"], default="zstd", help="default: zstd")
+    sub.add_argument("--images", action="store_true", help="also build our own images (images/*/image.yaml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pins(plan)
     lock = add("lock", cmd_lock, "resolve images/upstream.yaml into images.lock", _add_pins)
     lock.add_argument("--check", action="store_true", help="only check that images.lock is current")
+    lock.add_argument(
+        "--only",
+        choices=["upstream", "debian"],
+        help="lock (or check) only upstream images or only our packages",
+    )
     fetch = add("fetch", cmd_fetch, "fetch one locked image and export it as an OCI image layout")
     fetch.add_argument("image", metavar="NAME", help="the image's name in images.lock")
     fetch.add_argument(

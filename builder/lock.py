@@ -141,6 +141,25 @@ class LockedFile:
 
 
 @dataclass(frozen=True)
+class DebianPackage:
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+    size: int
+    url: str
+    snapshot_url: str
+
+
+@dataclass(frozen=True)
+class DebianLock:
+    """The package closure of one of our images; `request_sha256` covers what it was asked for."""
+
+    request_sha256: str
+    packages: tuple[DebianPackage, ...]
+
+
+@dataclass(frozen=True)
 class Lock:
     upstream_sha256: str
     k3s_version: str
@@ -148,6 +167,7 @@ class Lock:
     platforms: tuple[str, ...]
     images: dict[str, LockedImage]
     binaries: dict[str, LockedFile]
+    debian: dict[str, DebianLock] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -168,6 +188,10 @@ class Lock:
             },
             "binaries": {
                 name: {"url": f.url, "sha256": f.sha256, "size": f.size} for name, f in self.binaries.items()
+            },
+            "debian": {
+                name: {"request_sha256": part.request_sha256, "packages": [vars(p) for p in part.packages]}
+                for name, part in self.debian.items()
             },
         }
 
@@ -214,6 +238,12 @@ def _lock_from_json(data: dict[str, Any]) -> Lock:
         name: LockedFile(entry["url"], entry["sha256"], int(entry["size"]))
         for name, entry in data["binaries"].items()
     }
+    debian = {
+        name: DebianLock(
+            part["request_sha256"], tuple(DebianPackage(**package) for package in part["packages"])
+        )
+        for name, part in data.get("debian", {}).items()
+    }
     return Lock(
         data["upstream_sha256"],
         data["k3s"]["version"],
@@ -221,7 +251,11 @@ def _lock_from_json(data: dict[str, Any]) -> Lock:
         tuple(data["platforms"]),
         images,
         binaries,
+        debian,
     )
+
+
+EMPTY_LOCK = Lock("", "", "", (), {}, {}, {})
 
 
 def write_lock(lock: Lock, path: Path) -> None:
@@ -236,6 +270,9 @@ def check_lock(upstream: Upstream, lock: Lock, lock_path: Path) -> list[Problem]
     def problem(path: str, message: str) -> None:
         problems.append(Problem(file, 0, path, message, "run `meshseed lock`"))
 
+    if not lock.upstream_sha256:
+        problem("upstream_sha256", "no upstream images are locked yet")
+        return problems
     if lock.upstream_sha256 != upstream.sha256:
         problem("upstream_sha256", "images/upstream.yaml changed since the lock was written")
     if lock.k3s_version != upstream.k3s.version:

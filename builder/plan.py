@@ -15,6 +15,7 @@ from builder.store.derivation import BuildContext, Derivation
 
 if TYPE_CHECKING:
     from builder.airgap import AirgapSettings
+    from builder.images.plan import OwnImages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = PROJECT_ROOT / "cloud-init"
@@ -28,6 +29,7 @@ class BuildSettings:
     epoch: int
     templates: Path = TEMPLATES
     airgap: AirgapSettings | None = None
+    images: OwnImages | None = None
 
 
 def build_nodes_json(ctx: BuildContext) -> None:
@@ -61,4 +63,8 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
 
         roles = {node.role.value for node in site.nodes}
         derivations.extend(plan_airgap(roles, settings.airgap, settings.epoch))
+    if settings.images is not None:
+        from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
+
+        derivations.extend(plan_images(settings.images, settings.epoch))
     return sorted(derivations, key=lambda d: d.name)

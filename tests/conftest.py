@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-# The registry, test images and containerd fixtures of the OCI tests.
-pytest_plugins = ["tests.integration.oci_fixtures"]
+# The registry, test images and containerd fixtures of the OCI tests, and the local
+# Debian archive of the own-image tests.
+pytest_plugins = ["tests.integration.oci_fixtures", "tests.integration.debian_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SITE = REPO / "site.yaml"

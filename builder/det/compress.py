@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import zstandard
 
-GZIP_LEVEL = 9
+GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 ZSTD_WINDOW_LOG = 23
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,10 +95,16 @@ class Decoder:
         return value
 
     def _decode(self, hint: Any, node: yaml.Node, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            # `X | None` fields are optional; in the file they are simply left out.
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
         if typing.get_origin(hint) is typing.Annotated:
             base, *extras = typing.get_args(hint)
             scalar = next(e for e in extras if isinstance(e, Scalar))
             return self._scalar(scalar, base, node, path)
+        if hint is str:
+            text = self._string(node, path)
+            return INVALID if text is None else text
         if typing.get_origin(hint) is tuple:
             return self._sequence(typing.get_args(hint)[0], node, path, meta)
         if isinstance(hint, type) and issubclass(hint, enum.StrEnum):

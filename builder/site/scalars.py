@@ -19,7 +19,7 @@ from typing import Annotated, Any
 JsonSchema = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scalar:
     """A string in YAML that parses into a typed value, or raises ValueError saying why."""
 

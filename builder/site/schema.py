@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import types
 import typing
 from typing import Any
 
@@ -38,7 +39,8 @@ def _object_schema(cls: type, defs: dict[str, JsonSchema]) -> JsonSchema:
         if "doc" in spec.metadata:
             prop["description"] = spec.metadata["doc"]
         if spec.default is not dataclasses.MISSING:
-            prop["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            if spec.default is not None:
+                prop["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         else:
             required.append(spec.name)
         properties[spec.name] = prop
@@ -52,9 +54,13 @@ def _object_schema(cls: type, defs: dict[str, JsonSchema]) -> JsonSchema:
 
 
 def _type_schema(hint: Any, defs: dict[str, JsonSchema]) -> JsonSchema:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if typing.get_origin(hint) is typing.Annotated:
         scalar = next(e for e in typing.get_args(hint)[1:] if isinstance(e, Scalar))
         return dict(scalar.schema)
+    if hint is str:
+        return {"type": "string"}
     if typing.get_origin(hint) is tuple:
         return {"type": "array", "items": _type_schema(typing.get_args(hint)[0], defs)}
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):

@@ -1,0 +1,1 @@
+"""Debian packages: archive indexes, dependency closure, .deb unpacking, dpkg status."""

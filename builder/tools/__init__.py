@@ -1,0 +1,1 @@
+"""One wrapper module per external program; each logs the command it runs."""

@@ -40,9 +40,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(name="build-images")
 def build_images(session: nox.Session) -> None:
-    """Build dist/ for the example site; arguments go to `meshseed build`."""
+    """Build dist/ for the example site, with our own images; arguments go to `meshseed build`."""
     install(session)
-    session.run("meshseed", "build", *session.posargs)
+    session.run("meshseed", "build", "--images", *session.posargs)
 
 
 @nox.session(default=False)

@@ -42,6 +42,8 @@ class Row:
     baseline: str | None = None
     baseline_seconds: float | None = None
     baseline_factor: float | None = None
+    size: int | None = None
+    baseline_size: int | None = None
 
     def as_json(self) -> dict[str, object]:
         value: dict[str, object] = {
@@ -63,6 +65,8 @@ class Row:
                 seconds_vs_baseline=round(self.seconds / self.baseline_seconds, 3),
                 target_factor=self.baseline_factor,
             )
+        if self.size is not None and self.baseline_size:
+            value.update(size_bytes=self.size, baseline_size_bytes=self.baseline_size)
         return value
 
     def verdict(self) -> str:
@@ -75,6 +79,8 @@ class Row:
             ratio = self.seconds / self.baseline_seconds
             baseline = f"{self.baseline} ({self.baseline_seconds:.2f} s)"
             parts.append(f"{ratio:.2f}x of {baseline}, target {self.baseline_factor}x")
+        if self.size is not None and self.baseline_size:
+            parts.append(f"image {self.size / 1e6:.1f} MB vs {self.baseline_size / 1e6:.1f} MB")
         return ", ".join(parts)
 
 
@@ -185,13 +191,81 @@ def oci_rows(base: Path) -> list[Row]:
     ]
 
 
+def _blob_bytes(layout: Path) -> int:
+    return sum(p.stat().st_size for p in (layout / "blobs").rglob("*") if p.is_file())
+
+
+def own_image_rows(base: Path, key: Path) -> list[Row]:
+    """The backup image by path 1 (cold store, downloads included), against mmdebstrap
+    extracting the same pinned packages (downloads included) imported and committed by buildah."""
+    mmdebstrap, buildah, meshseed = (shutil.which(tool) for tool in ("mmdebstrap", "buildah", "meshseed"))
+    if not (mmdebstrap and buildah and meshseed):
+        print("bench: skipping the backup image rows (needs mmdebstrap and buildah)")
+        return []
+    lock = json.loads((ROOT / "images.lock").read_text())["debian"]["backup"]["packages"]
+    spec = (ROOT / "images" / "backup" / "image.yaml").read_text()
+    sources = [line.split("url: ")[1] for line in spec.splitlines() if "url: " in line]
+    suites = [line.split("suite: ")[1] for line in spec.splitlines() if "suite: " in line]
+    mirrors = [f"deb {url} {suite} main" for url, suite in zip(sources, suites, strict=True)]
+    work = base / "image-baseline"
+    work.mkdir()
+    include = ",".join(f"{p['name']}={p['version']}" for p in lock)
+    mm_s, _, _ = timed(
+        "mmdebstrap",
+        [
+            mmdebstrap,
+            "--quiet",
+            "--variant=extract",
+            f"--include={include}",
+            "bookworm",
+            str(work / "rootfs.tar"),
+            *mirrors,
+        ],
+    )
+    storage = ["--root", str(work / "storage"), "--runroot", str(work / "run"), "--storage-driver", "vfs"]
+    script = (
+        'set -e; c=$("$0" "$@" from scratch); "$0" "$@" add "$c" rootfs.tar / >/dev/null; '
+        '"$0" "$@" config --user 65532:65532 '
+        '--entrypoint \'["/usr/bin/python3.11","-m","backup_agent"]\' "$c"; '
+        '"$0" "$@" commit -q --timestamp 0 "$c" oci:layout:1 >/dev/null'
+    )
+    buildah_s, _, _ = timed("buildah", ["sh", "-c", script, buildah, *storage], cwd=work)
+    project = base / "image-path1"
+    project.mkdir()
+    shutil.copy(ROOT / "site.yaml", project / "site.yaml")
+    env = {**os.environ, "MESHSEED_MASTER_KEY_FILE": str(key)}
+    argv = [
+        meshseed,
+        "build",
+        "--images",
+        "--json",
+        "--lock",
+        str(ROOT / "images.lock"),
+        "--images-dir",
+        str(ROOT / "images"),
+    ]
+    ours_s, ours_rss, _ = timed("path 1", argv, cwd=project, env=env)
+    return [
+        Row(
+            "backup image: path 1, cold",
+            ours_s,
+            ours_rss,
+            baseline="mmdebstrap + buildah",
+            baseline_seconds=mm_s + buildah_s,
+            baseline_factor=0.5,
+            size=_blob_bytes(project / "dist" / "images" / "backup"),
+            baseline_size=_blob_bytes(work / "layout"),
+        )
+    ]
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="meshseed-bench-") as scratch:
         base = Path(scratch)
         key = base / "master.key"
         key.write_bytes(bytes(range(32)))
         key.chmod(0o600)
-        rows = build_rows(base, key) + oci_rows(base)
+        rows = build_rows(base, key) + oci_rows(base) + own_image_rows(base, key)
     results = {
         "machine": {
             "cpus": os.cpu_count(),

@@ -10,9 +10,11 @@ scanners see what is installed, as are the users a distroless image needs.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -75,9 +77,12 @@ def write_rootfs(packages: list[Package], out: BinaryIO, *, epoch: int) -> list[
         generated: dict[str, tuple[tarfile.TarInfo, bytes]] = dict(system_files(epoch))
         status = []
         try:
-            for package in sorted(packages, key=lambda p: p.name):
-                plain = Path(scratch) / f"{package.name}.tar"
-                unpack_data_tar(package.deb, plain)
+            ordered = sorted(packages, key=lambda p: p.name)
+            plains = [Path(scratch) / f"{package.name}.tar" for package in ordered]
+            # Decompressing data.tar (mostly xz) is most of the work, and lzma lets go of the GIL.
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(unpack_data_tar, [p.deb for p in ordered], plains))
+            for package, plain in zip(ordered, plains, strict=True):
                 archive = tarfile.open(plain)  # noqa: SIM115 - closed in the finally below
                 archives.append(archive)
                 listing = []

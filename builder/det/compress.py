@@ -20,7 +20,9 @@ from typing import BinaryIO
 
 import zstandard
 
-GZIP_LEVEL = 6
+# Level 1: image layers are most of what is gzipped, and there it is twice as fast as
+# level 6 for about 9% more bytes.
+GZIP_LEVEL = 1
 ZSTD_LEVEL = 3
 ZSTD_WINDOW_LOG = 23
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -122,7 +123,10 @@ def _project_layer(ctx: BuildContext, out: Any, epoch: int) -> None:
 
 def build_debian_image(ctx: BuildContext) -> None:
     epoch = ctx.inputs["epoch"]
-    debs = [Package(p["name"], _fetch_deb(ctx, p)) for p in ctx.inputs["packages"]]
+    packages = ctx.inputs["packages"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        paths = list(pool.map(lambda package: _fetch_deb(ctx, package), packages))
+    debs = [Package(package["name"], path) for package, path in zip(packages, paths, strict=True)]
     writer = ImageWriter(ctx, epoch)
     with writer.layer("meshseed: Debian packages " + " ".join(p.name for p in debs)) as out:
         write_rootfs(debs, out, epoch=epoch)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from builder.errors import MeshseedError, Problem, bad_input
 from builder.oci.reference import is_digest, parse_reference
 from builder.site.document import decode_document, read_text
 from builder.site.model import Role
-from builder.site.scalars import Label, Scalar
+from builder.site.scalars import Label, Scalar, pattern_scalar
 
 LOCK_VERSION = 1
 DEFAULT_UPSTREAM = Path("images/upstream.yaml")
@@ -35,28 +34,12 @@ def _parse_tagged_image(text: str) -> str:
     return str(reference)
 
 
-def _parse_url(text: str) -> str:
-    if not re.fullmatch(r"https?://[^\s]+", text):
-        raise ValueError(f"{text!r} is not an http(s) URL")
-    return text
-
-
-def _parse_platform(text: str) -> str:
-    if not re.fullmatch(r"linux/(amd64|arm64|arm/v7|ppc64le|s390x|riscv64)", text):
-        raise ValueError(f"{text!r} is not a platform such as linux/amd64")
-    return text
-
-
-def _parse_version(text: str) -> str:
-    if not re.fullmatch(r"v\d+\.\d+\.\d+([+-][\w.+-]+)?", text):
-        raise ValueError(f"{text!r} is not a release version such as v1.2.3")
-    return text
-
-
 TaggedImage = Annotated[str, Scalar(_parse_tagged_image, {"type": "string"})]
-UrlTemplate = Annotated[str, Scalar(_parse_url, {"type": "string", "format": "uri"})]
-Platform = Annotated[str, Scalar(_parse_platform, {"type": "string"})]
-Version = Annotated[str, Scalar(_parse_version, {"type": "string"})]
+UrlTemplate = Annotated[str, pattern_scalar(r"https?://\S+", "an http(s) URL", format="uri")]
+Platform = Annotated[
+    str, pattern_scalar(r"linux/(amd64|arm64|arm/v7|ppc64le|s390x|riscv64)", "a platform such as linux/amd64")
+]
+Version = Annotated[str, pattern_scalar(r"v\d+\.\d+\.\d+([+-][\w.+-]+)?", "a release version such as v1.2.3")]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated
 from builder.errors import bad_input
 from builder.site.decode import Decoder
 from builder.site.document import decode_document, read_text
-from builder.site.scalars import Label, Scalar
+from builder.site.scalars import Label, pattern_scalar
 
 IMAGES_DIR = Path("images")
 SPEC_FILE = "image.yaml"
@@ -23,25 +22,16 @@ class Backend(StrEnum):
     DOCKER = "docker"
 
 
-def _pattern(pattern: str, what: str) -> Scalar:
-    def parse(text: str) -> str:
-        if not re.fullmatch(pattern, text):
-            raise ValueError(f"{text!r} is not {what}")
-        return text
-
-    return Scalar(parse, {"type": "string", "pattern": f"^{pattern}$"})
-
-
-PackageName = Annotated[str, _pattern(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name")]
-Suite = Annotated[str, _pattern(r"[a-z0-9][a-z0-9-]*", "a suite such as bookworm")]
-DebArchitecture = Annotated[str, _pattern(r"amd64|arm64", "amd64 or arm64")]
-Url = Annotated[str, _pattern(r"https?://\S+", "an http(s) URL")]
-Tag = Annotated[str, _pattern(r"[\w][\w.-]{0,127}", "an image tag")]
-AbsolutePath = Annotated[str, _pattern(r"/\S*", "an absolute path")]
-RelativePath = Annotated[str, _pattern(r"(?!/)(?!.*\.\.)\S+", "a path inside the image's folder")]
-KeyValue = Annotated[str, _pattern(r"[A-Za-z_][\w.-]*=.*", "KEY=value")]
-Port = Annotated[str, _pattern(r"\d{1,5}/(tcp|udp)", "a port such as 8080/tcp")]
-User = Annotated[str, _pattern(r"\d+(:\d+)?|[a-z_][a-z0-9_-]*", "a user such as 65532:65532")]
+PackageName = Annotated[str, pattern_scalar(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name")]
+Suite = Annotated[str, pattern_scalar(r"[a-z0-9][a-z0-9-]*", "a suite such as bookworm")]
+DebArchitecture = Annotated[str, pattern_scalar(r"amd64|arm64", "amd64 or arm64")]
+Url = Annotated[str, pattern_scalar(r"https?://\S+", "an http(s) URL")]
+Tag = Annotated[str, pattern_scalar(r"[\w][\w.-]{0,127}", "an image tag")]
+AbsolutePath = Annotated[str, pattern_scalar(r"/\S*", "an absolute path")]
+RelativePath = Annotated[str, pattern_scalar(r"(?!/)(?!.*\.\.)\S+", "a path inside the image's folder")]
+KeyValue = Annotated[str, pattern_scalar(r"[A-Za-z_][\w.-]*=.*", "KEY=value")]
+Port = Annotated[str, pattern_scalar(r"\d{1,5}/(tcp|udp)", "a port such as 8080/tcp")]
+User = Annotated[str, pattern_scalar(r"\d+(:\d+)?|[a-z_][a-z0-9_-]*", "a user such as 65532:65532")]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,17 @@ class Scalar:
     schema: JsonSchema
 
 
+def pattern_scalar(pattern: str, what: str, **schema: Any) -> Scalar:
+    """A string that must match `pattern` in full; the error says it is not `what`."""
+
+    def parse(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise ValueError(f"{text!r} is not {what}")
+        return text
+
+    return Scalar(parse, {"type": "string", "pattern": f"^(?:{pattern})$", **schema})
+
+
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 

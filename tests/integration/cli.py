@@ -24,15 +24,17 @@ def meshseed(
     master_key: Path,
     preexec_fn: Callable[[], None] | None = None,
     wrapper: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*wrapper, MESHSEED, *args],
         cwd=cwd,
-        env=environment(master_key),
+        env={**environment(master_key), **(env or {})},
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=timeout,
         preexec_fn=preexec_fn,
     )
 

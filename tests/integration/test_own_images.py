@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from builder.debian.closure import Universe, resolve_closure
 from builder.debian.index import Source, load_index
 from builder.errors import MeshseedError
 from tests.conftest import EXAMPLE_SITE
-from tests.integration.cli import MESHSEED, environment
+from tests.integration.cli import meshseed as run_meshseed
 from tests.integration.debian_fixtures import DebRepo, expected_closure
 from tests.tools import require
 
@@ -76,16 +77,8 @@ def make_project(root: Path, repo: DebRepo, *, derived: bool = False) -> Path:
     return root
 
 
-def meshseed(root: Path, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MESHSEED, *args],
-        cwd=root,
-        env=environment(key),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+def meshseed(root: Path, key: Path, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    return run_meshseed(*args, cwd=root, master_key=key, env=env)
 
 
 def build_images(root: Path, key: Path, store: str = ".meshseed/store", out: str = "dist") -> Path:
@@ -274,14 +267,8 @@ def test_docker_backend_without_an_engine_names_what_to_install(
     spec = root / "images" / "derived" / "image.yaml"
     spec.write_text(spec.read_text().replace("backend: buildah", "backend: docker"))
     assert meshseed(root, master_key_file, "lock", "--only", "debian").returncode == 0
-    result = subprocess.run(
-        [MESHSEED, "build", "--images"],
-        cwd=root,
-        env={**environment(master_key_file), "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
+    result = meshseed(
+        root, master_key_file, "build", "--images", env={"DOCKER_HOST": f"unix://{tmp_path}/x.sock"}
     )
     assert result.returncode == 1
     assert "backend docker needs a running Docker Engine" in result.stderr

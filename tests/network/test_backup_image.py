@@ -14,31 +14,25 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.cli import MESHSEED, environment
+from tests.integration.cli import meshseed
 
 pytestmark = pytest.mark.network
 
 
 def build(workdir: Path, key: Path, store: str) -> str:
-    result = subprocess.run(
-        [
-            MESHSEED,
-            "build",
-            "--images",
-            "--store",
-            store,
-            "-o",
-            f"dist-{store}",
-            "--lock",
-            str(REPO / "images.lock"),
-            "--images-dir",
-            str(REPO / "images"),
-        ],
+    result = meshseed(
+        "build",
+        "--images",
+        "--store",
+        store,
+        "-o",
+        f"dist-{store}",
+        "--lock",
+        str(REPO / "images.lock"),
+        "--images-dir",
+        str(REPO / "images"),
         cwd=workdir,
-        env=environment(key),
-        capture_output=True,
-        text=True,
-        check=False,
+        master_key=key,
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr

@@ -8,32 +8,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.cli import MESHSEED, environment
+from tests.integration.cli import meshseed
 
 pytestmark = pytest.mark.network
 
 
 def test_lock_resolves_the_real_upstream(tmp_path: Path, master_key_file: Path) -> None:
     shutil.copytree(REPO / "images", tmp_path / "images")
-    result = subprocess.run(
-        [MESHSEED, "lock"],
-        cwd=tmp_path,
-        env=environment(master_key_file),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
+    result = meshseed("lock", cwd=tmp_path, master_key=master_key_file, timeout=1800)
     assert result.returncode == 0, result.stderr
     lock = json.loads((tmp_path / "images.lock").read_text())
     assert {"openedx", "couchdb", "caddy", "prometheus", "node-exporter"} <= set(lock["images"])
     assert any(name.startswith("k3s-mirrored-pause") for name in lock["images"])
     assert all("linux/amd64" in image["platforms"] for image in lock["images"].values())
-    check = subprocess.run([MESHSEED, "lock", "--check"], cwd=tmp_path, capture_output=True, check=False)
+    check = meshseed("lock", "--check", cwd=tmp_path, master_key=master_key_file)
     assert check.returncode == 0

@@ -36,36 +36,41 @@ def image_derivation(name: str, settings: AirgapSettings) -> Derivation:
     )
 
 
-def plan_airgap(roles: set[str], settings: AirgapSettings, epoch: int) -> list[Derivation]:
+@dataclass(frozen=True)
+class AirgapPlan:
+    bundles: dict[str, Derivation]  # by node role
+    binaries: dict[str, Derivation]  # by lock name
+
+    def derivations(self) -> list[Derivation]:
+        return [*self.bundles.values(), *self.binaries.values()]
+
+
+def plan_airgap(roles: set[str], settings: AirgapSettings, epoch: int) -> AirgapPlan:
     images = {name: image_derivation(name, settings) for name in sorted(settings.lock.images)}
-    derivations: list[Derivation] = []
+    bundles = {}
     for role in sorted(roles):
         wanted = settings.lock.images_for(role)
-        if not wanted:
-            continue
-        derivations.append(
-            Derivation(
+        if wanted:
+            bundles[role] = Derivation(
                 name=f"airgap-{role}",
                 build=build_bundle,
                 inputs=bundle_inputs(role, settings.compression, epoch),
                 deps=tuple(images[name] for name in wanted),
                 dist_path="airgap",
             )
-        )
+    binaries = {}
     for name, pinned in sorted(settings.lock.binaries.items()):
-        derivations.append(
-            Derivation(
-                name=f"binary-{name.replace('.', '-')}",
-                build=build_binary,
-                inputs={
-                    "file": name,
-                    "url": pinned.url,
-                    "sha256": pinned.sha256,
-                    "size": pinned.size,
-                    "executable": name in EXECUTABLES,
-                },
-                fetcher=settings.artifacts,
-                dist_path="airgap/binaries",
-            )
+        binaries[name] = Derivation(
+            name=f"binary-{name.replace('.', '-')}",
+            build=build_binary,
+            inputs={
+                "file": name,
+                "url": pinned.url,
+                "sha256": pinned.sha256,
+                "size": pinned.size,
+                "executable": name in EXECUTABLES,
+            },
+            fetcher=settings.artifacts,
+            dist_path="airgap/binaries",
         )
-    return derivations
+    return AirgapPlan(bundles, binaries)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -33,8 +34,10 @@ def _placements(results: Iterable[Result]) -> dict[str, tuple[Result, Entry]]:
     for result in results:
         if result.derivation.dist_path is None:
             continue
-        for entry in result.output.entries:
-            target = str(PurePosixPath(result.derivation.dist_path, entry.path))
+        for base, entry in itertools.product(
+            (result.derivation.dist_path, *result.derivation.dist_also), result.output.entries
+        ):
+            target = str(PurePosixPath(base, entry.path))
             if target in placed and entry.mode is not ModeClass.DIRECTORY:
                 other = placed[target][0].derivation.name
                 raise MeshseedError(f"{result.derivation.name} and {other} both write dist/{target}")

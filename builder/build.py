@@ -71,6 +71,26 @@ class Loaded:
     site: Site
     derivations: list[Derivation]
     store: Store
+    warnings: tuple[str, ...] = ()
+
+
+NO_PINS_WARNING = (
+    "images.lock pins no k3s or Mycelium yet, so the node seeds set up the base system only "
+    "(hostname, SSH, network); run `meshseed lock` where the registries and GitHub are reachable"
+)
+
+
+def node_pins(request: Request) -> Lock | None:
+    """The lock, if it pins what nodes install; a stale one is refused, a missing part is not."""
+    if not request.lock.exists():
+        return None
+    lock = read_lock(request.lock)
+    if not lock.upstream_sha256:
+        return None
+    problems = check_lock(load_upstream(request.upstream), lock, request.lock)
+    if problems:
+        raise stale_lock_error(problems, request.lock)
+    return lock
 
 
 def load(request: Request) -> Loaded:
@@ -89,8 +109,10 @@ def load(request: Request) -> Loaded:
         )
     epoch = source_date_epoch(os.environ)
     images = own_images(request, airgap) if request.images else None
-    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images)
-    return Loaded(site, closure(plan(site, settings)), Store(request.store))
+    pins = airgap.lock if airgap is not None else node_pins(request)
+    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, pins=pins)
+    warnings = () if pins is not None else (NO_PINS_WARNING,)
+    return Loaded(site, closure(plan(site, settings)), Store(request.store), warnings)
 
 
 def own_images(request: Request, airgap: AirgapSettings | None) -> OwnImages:
@@ -142,10 +164,11 @@ def build(loaded: Loaded, out: Path, *, jobs: int, progress: Progress, repair: b
     return results
 
 
-def build_summary(results: list[Result], out: Path) -> dict[str, Any]:
+def build_summary(results: list[Result], out: Path, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
     counts = Counter(r.status.value for r in results)
     return {
         "dist": str(out),
+        "warnings": list(warnings),
         "counts": {status: counts.get(status, 0) for status in ("built", "cached", "repaired")},
         "derivations": [
             {

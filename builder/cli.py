@@ -176,9 +176,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     loaded = load(_request(args))
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     started = time.monotonic()
     results = build(loaded, args.output, jobs=args.jobs, progress=progress_for(args.json), repair=args.repair)
-    summary = build_summary(results, args.output)
+    summary = build_summary(results, args.output, loaded.warnings)
     if args.json:
         sys.stdout.write(canonical_json(summary))
     else:

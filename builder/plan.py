@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.det.jsonfmt import canonical_json
-from builder.inventory import node_facts, node_records
-from builder.render.seed import SEED_FILES, build_seed, seed_inputs
+from builder.inventory import mycelium_identity, node_facts, node_records
+from builder.lock import Lock
+from builder.render.node import NodePlan
+from builder.render.payload import payload_derivation
+from builder.render.seed import seed_derivation
 from builder.secrets import SecretDeriver
 from builder.site import Site
 from builder.store.derivation import BuildContext, Derivation
@@ -30,6 +33,8 @@ class BuildSettings:
     templates: Path = TEMPLATES
     airgap: AirgapSettings | None = None
     images: OwnImages | None = None
+    # A lock that pins k3s and Mycelium; without one, seeds set up the base system only.
+    pins: Lock | None = None
 
 
 def build_nodes_json(ctx: BuildContext) -> None:
@@ -47,22 +52,34 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
             dist_path=".",
         )
     ]
-    seed_sources = {f"{name}.j2": settings.templates / f"{name}.j2" for name in SEED_FILES}
-    for node in site.nodes:
-        derivations.append(
-            Derivation(
-                name=f"seed-{node.name}",
-                build=build_seed,
-                inputs=seed_inputs(site, node, settings.epoch),
-                sources=seed_sources,
-                dist_path=f"nodes/{node.name}",
-            )
-        )
+    bundles: dict[str, Derivation] = {}
     if settings.airgap is not None:
         from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
 
-        roles = {node.role.value for node in site.nodes}
-        derivations.extend(plan_airgap(roles, settings.airgap, settings.epoch))
+        airgap = plan_airgap({node.role.value for node in site.nodes}, settings.airgap, settings.epoch)
+        bundles = airgap.bundles
+        derivations += airgap.derivations()
+        if settings.pins is not None:
+            for role in sorted({node.role.value for node in site.nodes}):
+                nodes = [node.name for node in site.nodes if node.role.value == role]
+                bundle = bundles.get(role)
+                derivations.append(payload_derivation(role, nodes, airgap.binaries, bundle, settings.epoch))
+    node_plan = NodePlan(
+        {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
+    )
+    for node in site.nodes:
+        derivations.append(
+            seed_derivation(
+                site,
+                node,
+                epoch=settings.epoch,
+                templates=settings.templates,
+                deriver=settings.deriver,
+                plan=node_plan,
+                lock=settings.pins,
+                bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
+            )
+        )
     if settings.images is not None:
         from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
 

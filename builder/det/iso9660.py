@@ -14,11 +14,15 @@ random. Layout, in 2048-byte sectors:
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 SECTOR = 2048
 _FIRST_FREE = 23
@@ -44,9 +48,15 @@ def _sectors(size: int) -> int:
 
 @dataclass(frozen=True)
 class IsoFile:
+    """A file of the image: its bytes, or a path to stream them from (for large files)."""
+
     name: str
-    data: bytes
+    data: bytes | Path
     mode: int = 0o644
+
+    @property
+    def size(self) -> int:
+        return self.data.stat().st_size if isinstance(self.data, Path) else len(self.data)
 
 
 def _record_date(epoch: int) -> bytes:
@@ -182,7 +192,7 @@ class _Volume:
             zip(self.files, self.names, self.extents, strict=True), key=lambda item: item[1]
         ):
             system_use = self._system_use("file", file.mode, file.name)
-            records.append(record(name, extent, len(file.data), 0, system_use))
+            records.append(record(name, extent, file.size, 0, system_use))
         return _pack_records(records)
 
     def directory_size(self) -> int:
@@ -232,6 +242,13 @@ class _Volume:
 
 def write_iso(files: Mapping[str, bytes | IsoFile], *, label: str, epoch: int) -> bytes:
     """An ISO image holding `files` (name -> content) in its root directory."""
+    out = io.BytesIO()
+    write_iso_to(out, files, label=label, epoch=epoch)
+    return out.getvalue()
+
+
+def write_iso_to(out: BinaryIO, files: Mapping[str, bytes | IsoFile], *, label: str, epoch: int) -> None:
+    """Stream the ISO image of `files` to `out`; file data is copied, never held whole."""
     entries = [
         value if isinstance(value, IsoFile) else IsoFile(name, value) for name, value in sorted(files.items())
     ]
@@ -245,22 +262,29 @@ def write_iso(files: Mapping[str, bytes | IsoFile], *, label: str, epoch: int) -
     extents = []
     for entry in entries:
         extents.append(extent)
-        extent += _sectors(len(entry.data)) if entry.data else 0
+        extent += _sectors(entry.size) if entry.size else 0
     total = extent
     primary, joliet = (_Volume(j, label, entries, extents, epoch) for j in (False, True))
-    image = bytearray(16 * SECTOR)
-    image += primary.descriptor(total, (19, 20), primary_root, primary.directory_size())
-    image += joliet.descriptor(total, (21, 22), joliet_root, joliet.directory_size())
-    image += (b"\xffCD001\x01").ljust(SECTOR, b"\x00")
+    head = bytearray(16 * SECTOR)
+    head += primary.descriptor(total, (19, 20), primary_root, primary.directory_size())
+    head += joliet.descriptor(total, (21, 22), joliet_root, joliet.directory_size())
+    head += (b"\xffCD001\x01").ljust(SECTOR, b"\x00")
     for volume, root in ((primary, primary_root), (joliet, joliet_root)):
         for big_endian in (False, True):
-            image += volume.path_table(root, big_endian).ljust(SECTOR, b"\x00")
-    image += primary.directory(primary_root, primary.directory_size()).ljust(
-        primary.directory_size(), b"\x00"
-    )
-    image += joliet.directory(joliet_root, joliet.directory_size()).ljust(joliet.directory_size(), b"\x00")
+            head += volume.path_table(root, big_endian).ljust(SECTOR, b"\x00")
+    head += primary.directory(primary_root, primary.directory_size()).ljust(primary.directory_size(), b"\x00")
+    head += joliet.directory(joliet_root, joliet.directory_size()).ljust(joliet.directory_size(), b"\x00")
+    out.write(head)
+    written = len(head)
     for entry in entries:
-        if entry.data:
-            image += entry.data.ljust(_sectors(len(entry.data)) * SECTOR, b"\x00")
-    assert len(image) == total * SECTOR
-    return bytes(image)
+        if not entry.size:
+            continue
+        if isinstance(entry.data, Path):
+            with entry.data.open("rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+        else:
+            out.write(entry.data)
+        padding = _sectors(entry.size) * SECTOR - entry.size
+        out.write(bytes(padding))
+        written += entry.size + padding
+    assert written == total * SECTOR

@@ -2,45 +2,109 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from builder.det.iso9660 import IsoFile, write_iso
-from builder.det.yamlfmt import load_yaml
+from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
+from builder.lock import Lock
+from builder.render.node import (
+    LOG_FILE,
+    PAYLOAD_LABEL,
+    NodePlan,
+    base_inputs,
+    k3s_settings,
+    mycelium_inputs,
+    pinned_files,
+    single_file,
+)
 from builder.render.templates import environment, render
+from builder.secrets import Purpose, SecretDeriver
 from builder.site import Node, Site
-from builder.store.derivation import BuildContext
+from builder.store.derivation import BuildContext, Derivation
 
 SEED_FILES = ("meta-data", "network-config", "user-data")
+# Files user-data carries, rendered first: context name -> template.
+HELPERS = {
+    "node_setup": "node-setup.sh",
+    "wait_for_overlay": "wait-for-overlay.sh",
+    "mycelium_service": "mycelium.service",
+}
 SEED_LABEL = "cidata"
-# user-data will carry the node's secrets; the ISO holds user-data.
+# user-data carries the node's secrets; the ISO holds user-data.
 PRIVATE_FILES = frozenset({"user-data", "seed.iso"})
 
 
-def seed_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
-    """The site values a seed reads. Only these reach the templates."""
-    return {
-        "epoch": epoch,
-        "instance_id": f"{site.cluster}-{node.name}",
-        "site": {"cluster": site.cluster, "domain": site.domain},
-        "node": {
-            "name": node.name,
-            "role": node.role.value,
-            "fqdn": f"{node.name}.{site.domain}",
-            "public_ipv6": str(node.public_ipv6),
-            "gateway": str(node.gateway),
-            "ssh_authorized_keys": list(node.ssh_authorized_keys),
-        },
+def seed_derivation(
+    site: Site,
+    node: Node,
+    *,
+    epoch: int,
+    templates: Path,
+    deriver: SecretDeriver,
+    plan: NodePlan,
+    lock: Lock | None,
+    bundle: Derivation | None,
+) -> Derivation:
+    """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster."""
+    inputs = base_inputs(site, node, epoch)
+    names: tuple[str, ...] = SEED_FILES
+    if lock is not None:
+        names = SEED_FILES + tuple(HELPERS.values())
+        inputs.update(
+            k3s=k3s_settings(site, node, plan),
+            mycelium=mycelium_inputs(site, node, plan),
+            files=pinned_files(lock),
+            airgap=bundle is not None,
+            bundle=bundle.name if bundle is not None else None,
+            log=LOG_FILE,
+            payload_label=PAYLOAD_LABEL,
+        )
+    return Derivation(
+        name=f"seed-{node.name}",
+        build=build_seed,
+        inputs=inputs,
+        deps=(bundle,) if bundle is not None else (),
+        sources={f"{name}.j2": templates / f"{name}.j2" for name in names},
+        secrets=deriver if lock is not None else None,
+        dist_path=f"nodes/{node.name}",
+    )
+
+
+def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
+    """The template context: the inputs, plus the secrets and the rendered helper files."""
+    context: dict[str, Any] = dict(ctx.inputs)
+    if "k3s" not in context:
+        return {**context, "k3s": None}
+    pinned = list(context.pop("files"))
+    if context["bundle"]:
+        bundle = single_file(ctx.dep(context["bundle"]))
+        pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
+        context["bundle_file"] = bundle.staged_name
+    settings = {**context["k3s"]["settings"], "token": ctx.secrets.derive(Purpose.K3S_TOKEN).text}
+    key = ctx.secrets.derive(Purpose.MYCELIUM_KEY, context["node"]["name"]).raw
+    context.update(
+        pinned=pinned,
+        k3s={**context["k3s"], "config": dump_yaml(settings)},
+        mycelium={**context["mycelium"], "key_b64": base64.b64encode(key).decode()},
+    )
+    context["helpers"] = {
+        key: render(env, f"{name}.j2", context, origin=f"cloud-init/{name}.j2")
+        for key, name in HELPERS.items()
     }
+    return context
 
 
 def build_seed(ctx: BuildContext) -> None:
-    env = environment(tuple((f"{name}.j2", ctx.source(f"{name}.j2").decode()) for name in SEED_FILES))
+    env = environment(tuple((name, ctx.source(name).decode()) for name in sorted(ctx.derivation.sources)))
+    context = _context(ctx, env)
     rendered: dict[str, bytes] = {}
     for name in SEED_FILES:
-        text = render(env, f"{name}.j2", ctx.inputs, origin=f"cloud-init/{name}.j2")
+        text = render(env, f"{name}.j2", context, origin=f"cloud-init/{name}.j2")
         try:
             load_yaml(text)
         except yaml.YAMLError as error:

@@ -16,6 +16,8 @@ from builder.errors import MeshseedError
 
 def _tojson(value: Any) -> str:
     # JSON strings, numbers and lists are valid YAML, so values cannot break the document.
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from builder.site.scalars import (
     DnsName,
+    InterfaceName,
     IPv6Address,
     Label,
+    MacAddress,
     PeerEndpoint,
     PublicInterface,
     SshPublicKey,
@@ -53,6 +55,19 @@ class Node:
         default=(),
         metadata=_doc("Extra Mycelium peers beyond the other nodes, e.g. tcp://[2001:db8::1]:9651."),
     )
+    mac: MacAddress | None = field(
+        default=None, metadata=_doc("MAC address of the uplink; network-config matches the NIC by it.")
+    )
+    interface: InterfaceName | None = field(
+        default=None,
+        metadata=_doc(
+            "Name of the uplink: the name given to the NIC matched by mac, else its kernel name (eth0)."
+        ),
+    )
+
+    @property
+    def uplink(self) -> str:
+        return self.interface or ("uplink" if self.mac else "eth0")
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,18 @@ SshPublicKey = Annotated[
         {"type": "string", "pattern": "^(" + "|".join(re.escape(t) for t in SSH_KEY_TYPES) + ") "},
     ),
 ]
+
+
+def parse_mac(text: str) -> str:
+    """A MAC address, written with colons; kept in lower case."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", text):
+        raise ValueError(f"{text!r} is not a MAC address such as 52:54:00:12:34:56")
+    return text.lower()
+
+
+MacAddress = Annotated[
+    str, Scalar(parse_mac, {"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"})
+]
+InterfaceName = Annotated[
+    str, pattern_scalar(r"[a-z][a-z0-9_.-]{0,14}", "a network interface name such as ens3")
+]

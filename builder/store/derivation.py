@@ -42,6 +42,8 @@ class Derivation:
     sources: Mapping[str, Path] = field(default_factory=dict)
     secrets: SecretDeriver | None = None
     dist_path: str | None = None
+    # Further places in dist/ that get a copy of the output (a role's payload, per node).
+    dist_also: tuple[str, ...] = ()
     # How to reach registries and artifact servers. Not part of the key: everything
     # fetched is checked against a digest that is.
     fetcher: Any = None

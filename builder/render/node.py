@@ -1,0 +1,133 @@
+"""What a node's seed says: its base system, its Mycelium identity and peers, its k3s role.
+
+Everything here is public and goes into the seed derivation's inputs (and so its key).
+The secrets (the k3s token, the Mycelium key) are derived inside the build from the
+master key, and only ever written into the seed itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.lock import Lock
+from builder.mycelium import MyceliumIdentity
+from builder.network import MYCELIUM_INTERFACE, cluster_networks, mycelium_peers
+from builder.site import Node, Role, Site
+from builder.store.store import ENTRY_RECORD
+
+K3S_PORT = 6443
+LOG_FILE = "/var/log/meshseed-setup.log"
+PAYLOAD_LABEL = "meshseed-payload"
+# Pinned files as the node stages them: lock name -> file name.
+STAGED = {"k3s": "k3s", "k3s-install.sh": "k3s-install.sh", "mycelium": "mycelium.tar.gz"}
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Per-site facts every seed needs: identities of all nodes, and the first server."""
+
+    identities: dict[str, MyceliumIdentity]
+    first_server: Node
+
+
+def base_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "instance_id": f"{site.cluster}-{node.name}",
+        "site": {"cluster": site.cluster, "domain": site.domain},
+        "node": {
+            "name": node.name,
+            "role": node.role.value,
+            "fqdn": f"{node.name}.{site.domain}",
+            "public_ipv6": str(node.public_ipv6),
+            "gateway": str(node.gateway),
+            "ssh_authorized_keys": list(node.ssh_authorized_keys),
+            "mac": node.mac,
+            "uplink": node.uplink,
+        },
+    }
+
+
+def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
+    """k3s's config.yaml for `node`, without the token (added at build time)."""
+    own = plan.identities[node.name].overlay_address
+    first = plan.identities[plan.first_server.name].overlay_address
+    server = node.role is Role.SERVER
+    config: dict[str, Any] = {
+        "node-name": node.name,
+        "node-ip": str(own),
+        "flannel-iface": MYCELIUM_INTERFACE,
+        "node-label": [f"meshseed/role={node.role.value}"],
+    }
+    if node.role is Role.BACKUP:
+        config["node-taint"] = ["meshseed/role=backup:NoSchedule"]
+    if server:
+        networks = cluster_networks(site.cluster)
+        config.update(
+            {
+                "flannel-backend": "vxlan",
+                "flannel-ipv6-masq": True,
+                "cluster-cidr": str(networks.pods),
+                "service-cidr": str(networks.services),
+                "cluster-dns": str(networks.services.network_address + 10),
+                "disable": ["traefik", "servicelb"],
+                "tls-san": _tls_names(site, plan),
+            }
+        )
+    if node.name == plan.first_server.name:
+        config["cluster-init"] = True
+    else:
+        config["server"] = f"https://[{first}]:{K3S_PORT}"
+    return {
+        "server": server,
+        "mode": "server" if server else "agent",
+        "unit": "k3s" if server else "k3s-agent",
+        "settings": config,
+    }
+
+
+def _tls_names(site: Site, plan: NodePlan) -> list[str]:
+    names = [site.domain, site.lms_host, site.studio_host]
+    for other in site.nodes:
+        names += [str(other.public_ipv6.ip), str(plan.identities[other.name].overlay_address)]
+    return names
+
+
+def pinned_files(lock: Lock) -> list[dict[str, str]]:
+    """The files node-setup fetches (or takes from the payload), each with its sha256."""
+    return [
+        {"name": STAGED[name], "url": lock.binaries[name].url, "sha256": lock.binaries[name].sha256}
+        for name in sorted(STAGED)
+    ]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    sha256: str
+
+    @property
+    def staged_name(self) -> str:
+        """A role's bundle as the node stages it: images.tar or images.tar.zst."""
+        return "images" + self.path[self.path.index(".tar") :]
+
+
+def single_file(entry: Path) -> StoredFile:
+    """The one file of a store entry (a bundle, a binary), with its recorded sha256."""
+    record = json.loads((entry / ENTRY_RECORD).read_text())
+    (file,) = [e for e in record["entries"] if e["mode"] != "directory"]
+    return StoredFile(str(file["path"]), str(file["sha256"]))
+
+
+def mycelium_inputs(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
+    identity = plan.identities[node.name]
+    return {
+        "interface": MYCELIUM_INTERFACE,
+        "overlay_address": str(identity.overlay_address),
+        "overlay_subnet": str(identity.overlay_subnet),
+        "peers": mycelium_peers(site, node),
+        "public_key": identity.public_key.hex(),
+    }

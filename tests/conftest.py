@@ -17,6 +17,17 @@ EXAMPLE_SITE = REPO / "site.yaml"
 TEST_MASTER_KEY = bytes(range(32))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite tests/golden from the current output"
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
 @pytest.fixture
 def master_key_file(tmp_path: Path) -> Path:
     path = tmp_path / "keys" / "master.key"

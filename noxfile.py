@@ -46,6 +46,13 @@ def build_images(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def e2e(session: nox.Session) -> None:
+    """Boot seeds in QEMU guests (TCG) and check what the nodes did; arguments go to pytest."""
+    install(session, "test")
+    session.run("pytest", "-m", "e2e", "tests/e2e", *session.posargs)
+
+
+@nox.session(default=False)
 def repro(session: nox.Session) -> None:
     """Build twice under varied conditions and fail on any differing byte."""
     install(session)

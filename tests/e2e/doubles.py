@@ -1,0 +1,114 @@
+"""Clearly named test doubles of k3s, its install script and Mycelium, for booted guests.
+
+Real k3s and Mycelium cannot be downloaded here. The doubles record how they were run
+(arguments, environment, config, and the order, by uptime) under /var/lib/meshseed-test
+(Mycelium's double, confined by its hardened unit, under its state directory), and do
+just enough for the next step: Mycelium's double puts the node's overlay address on a
+`mycelium` interface and routes the peers' overlay addresses over the link; k3s's double
+listens on the overlay address at 6443 on a server, and a joining node connects to it.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+K3S = r"""#!/bin/sh
+# TEST DOUBLE of k3s (meshseed e2e): records, listens on 6443 as a server, joins the server it is given.
+out=/var/lib/meshseed-test
+mkdir -p "$out"
+echo "k3s $(cut -d' ' -f1 /proc/uptime) $*" >> "$out/order.log"
+echo "$*" > "$out/k3s.args"
+cp /etc/rancher/k3s/config.yaml "$out/k3s-config.yaml"
+ip=$(sed -n 's/^node-ip: //p' /etc/rancher/k3s/config.yaml)
+server=$(sed -n 's/^server: https:\/\/\[\(.*\)\]:6443$/\1/p' /etc/rancher/k3s/config.yaml)
+if [ -n "$server" ]; then
+  python3 -c '
+import socket, sys, time
+for _ in range(240):
+    try:
+        with socket.create_connection((sys.argv[1], 6443), timeout=3) as s:
+            s.sendall(b"join\n")
+            print("joined", sys.argv[1], s.recv(64).decode().strip(), flush=True)
+            break
+    except OSError as error:
+        time.sleep(1)
+else:
+    print("never reached", sys.argv[1], flush=True)
+' "$server" >> "$out/join.log" 2>&1 &
+fi
+if [ "$1" = server ]; then
+  exec python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 6443))
+s.listen()
+while True:
+    c, addr = s.accept()
+    c.recv(64)
+    c.sendall(b"k3s-double " + sys.argv[1].encode() + b"\n")
+    with open("/var/lib/meshseed-test/served.log", "a") as log:
+        log.write("served " + addr[0] + "\n")
+    c.close()
+' "$ip"
+fi
+exec sleep infinity
+"""
+
+INSTALL = r"""#!/bin/sh
+# TEST DOUBLE of k3s' install.sh (meshseed e2e): records, writes a unit as the real one would, starts it.
+set -eu
+out=/var/lib/meshseed-test
+mkdir -p "$out"
+echo "install $(cut -d' ' -f1 /proc/uptime) INSTALL_K3S_EXEC=$INSTALL_K3S_EXEC INSTALL_K3S_SKIP_DOWNLOAD=$INSTALL_K3S_SKIP_DOWNLOAD" >> "$out/order.log"
+name=k3s
+[ "$INSTALL_K3S_EXEC" = agent ] && name=k3s-agent
+cat > "/etc/systemd/system/$name.service" <<UNIT
+[Unit]
+Description=k3s (meshseed test double)
+[Service]
+ExecStart=/usr/local/bin/k3s $INSTALL_K3S_EXEC
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now "$name.service"
+"""
+
+MYCELIUM = r"""#!/bin/sh
+# TEST DOUBLE of mycelium (meshseed e2e): records, then fakes the overlay: the node's address
+# on a dummy "mycelium" interface, and a route to each peer's overlay address via its public one.
+state=/var/lib/mycelium
+echo "mycelium $(cut -d' ' -f1 /proc/uptime) $*" >> "$state/order.log"
+echo "$*" > "$state/mycelium.args"
+ls -l /etc/mycelium/priv_key.bin > "$state/key.ls" 2>&1
+tun=$(echo "$*" | sed -n 's/.*--tun-name \([^ ]*\).*/\1/p')
+overlay=$(grep -o 'inet6 [0-9a-f:]*' /usr/local/lib/meshseed/wait-for-overlay | cut -d' ' -f2)
+ip link add "$tun" type dummy 2>/dev/null || true
+ip link set "$tun" mtu 1400 up
+ip -6 addr add "$overlay/128" dev "$tun" nodad 2>/dev/null || true
+while read -r public peer; do
+  [ "$peer" = "$overlay" ] || ip -6 route replace "$peer/128" via "$public"
+done <<'MAP'
+@ROUTES@
+MAP
+echo "overlay $overlay up" >> "$state/order.log"
+exec sleep infinity
+"""
+
+
+def mycelium_archive(routes: dict[str, str]) -> bytes:
+    """The Mycelium release archive's double: a tar.gz with one `mycelium` file.
+
+    `routes` maps each node's public address to its overlay address.
+    """
+    script = MYCELIUM.replace(
+        "@ROUTES@", "\n".join(f"{public} {overlay}" for public, overlay in sorted(routes.items()))
+    )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("mycelium")
+        info.mode, info.size = 0o755, len(script)
+        archive.addfile(info, io.BytesIO(script.encode()))
+    return buffer.getvalue()

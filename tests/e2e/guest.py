@@ -1,0 +1,120 @@
+"""The test guest: a small Debian 12 disk with cloud-init, built once as a store derivation.
+
+mmdebstrap assembles the root filesystem from the Debian archive; the disk image, kernel
+and initrd are the derivation's output, so later runs (and CI's second use in one run)
+reuse it. The guest powers itself off a while after cloud-init's final stage, so that a
+test reads its disk only once it was cleanly shut down.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from builder.store.derivation import BuildContext, Derivation
+from builder.store.progress import SilentProgress
+from builder.store.realise import realise
+from builder.store.store import Store
+from tests.tools import require
+
+PACKAGES = (
+    "linux-image-amd64",
+    "initramfs-tools",
+    "systemd",
+    "systemd-sysv",
+    "systemd-timesyncd",
+    "udev",
+    "dbus",
+    "cloud-init",
+    "ifupdown",
+    "iproute2",
+    "kmod",
+    "procps",
+    "locales",
+    "openssh-server",
+    "e2fsprogs",
+    "util-linux",
+    "python3",
+)
+# Test harness only: cloud-init runs, then the guest stops by itself after the number of
+# seconds given as meshseed_linger= on the kernel command line.
+POWEROFF_SCRIPT = """\
+#!/bin/sh
+linger=$(sed -n 's/.*meshseed_linger=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+sleep "${linger:-5}"
+systemctl poweroff
+"""
+POWEROFF_UNIT = """\
+[Unit]
+Description=meshseed test: power off after cloud-init
+After=cloud-final.service
+Requires=cloud-final.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/meshseed-test-poweroff
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def build_guest(ctx: BuildContext) -> None:
+    mmdebstrap = require("mmdebstrap", "mmdebstrap")
+    mkfs = require("mkfs.ext4", "e2fsprogs")
+    rootfs = ctx.out.parent / f"{ctx.out.name}-rootfs"
+    hooks = [
+        'echo "/dev/vda / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"',
+        'rm -f "$1/etc/hostname"; echo -n > "$1/etc/machine-id"; rm -f "$1"/etc/ssh/ssh_host_*',
+        'echo "en_US.UTF-8 UTF-8" > "$1/etc/locale.gen"; chroot "$1" locale-gen; '
+        'echo LANG=en_US.UTF-8 > "$1/etc/default/locale"',
+        f"cat > \"$1/etc/systemd/system/meshseed-test-poweroff.service\" <<'UNIT'\n{POWEROFF_UNIT}UNIT",
+        f"cat > \"$1/usr/local/sbin/meshseed-test-poweroff\" <<'SCRIPT'\n{POWEROFF_SCRIPT}SCRIPT",
+        'chmod 0755 "$1/usr/local/sbin/meshseed-test-poweroff"',
+        'chroot "$1" systemctl enable meshseed-test-poweroff.service',
+        # The Mycelium test double stands in for a TUN with a dummy interface.
+        'echo dummy > "$1/etc/modules-load.d/meshseed-test.conf"',
+        # Only NoCloud: no waiting for metadata services that cannot answer here.
+        'echo "datasource_list: [NoCloud, None]" > "$1/etc/cloud/cloud.cfg.d/90-meshseed-test.cfg"',
+    ]
+    argv = [mmdebstrap, "--quiet", "--variant=minbase", f"--include={','.join(ctx.inputs['packages'])}"]
+    argv += [f"--customize-hook={hook}" for hook in hooks]
+    argv += [
+        ctx.inputs["suite"],
+        str(rootfs),
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    try:
+        subprocess.run(argv, check=True, capture_output=True, timeout=1800)
+        boot = rootfs / "boot"
+        shutil.copy(next(boot.glob("vmlinuz-*")), ctx.out / "vmlinuz")
+        shutil.copy(next(boot.glob("initrd.img-*")), ctx.out / "initrd.img")
+        subprocess.run(
+            [mkfs, "-q", "-F", "-L", "rootfs", "-d", str(rootfs), str(ctx.out / "disk.img"), "3G"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def guest(store_root: Path) -> Path:
+    """The guest's kernel, initrd and disk.img, built on first use."""
+    store = Store(store_root)
+    store.prepare()
+    derivation = Derivation(
+        name="e2e-guest",
+        build=build_guest,
+        inputs={
+            "packages": list(PACKAGES),
+            "suite": "bookworm",
+            "unit": POWEROFF_UNIT,
+            "script": POWEROFF_SCRIPT,
+        },
+    )
+    with store.shared():
+        (result,) = realise(store, [derivation], jobs=1, progress=SilentProgress())
+    return result.output.path

@@ -1,0 +1,219 @@
+"""Seeds booted for real: QEMU (TCG) guests of Debian 12 with cloud-init.
+
+Two servers of a test site boot side by side on a private link between the VMs (no
+traffic leaves the machine), each with its seed and its role's air-gap payload, built
+by `meshseed build --airgap` from a lock resolved against a local registry and a local
+artifact server. The payload's k3s and Mycelium are test doubles (tests/e2e/doubles.py).
+A third boot with a tampered payload must refuse to install anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.det.iso9660 import IsoFile, write_iso
+from tests.conftest import REPO
+from tests.e2e.doubles import INSTALL, K3S, mycelium_archive
+from tests.e2e.guest import guest
+from tests.e2e.vm import Guest, wait_all
+from tests.integration.cli import meshseed
+from tests.integration.debian_fixtures import serve_directory
+from tests.integration.oci_fixtures import Registry, TestImage
+from tests.tools import require
+from tests.unit.sites import KEY
+
+pytestmark = pytest.mark.e2e
+
+REGISTRY = "registry.meshseed.test"
+K3S_VERSION = "v1.33.4+k3s1"
+MYCELIUM_VERSION = "v0.6.1"
+SITE = """\
+cluster: e2e
+domain: e2e.example.org
+lms_host: lms.e2e.example.org
+studio_host: studio.e2e.example.org
+nodes:
+""" + "".join(
+    f"""\
+  - name: {name}
+    role: {role}
+    public_ipv6: 2001:db8:e2e::{index}/64
+    gateway: 2001:db8:e2e::ff
+    mac: 52:54:00:00:0e:0{index}
+    ssh_authorized_keys: [{KEY}]
+"""
+    for index, (name, role) in enumerate(
+        [("s1", "server"), ("s2", "server"), ("s3", "server"), ("b1", "backup")], start=1
+    )
+)
+UPSTREAM = f"""\
+platforms: [linux/amd64]
+k3s:
+  version: {K3S_VERSION}
+  binary: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s
+  install_script: https://raw.githubusercontent.com/k3s-io/k3s/{{version}}/install.sh
+  images_list: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s-images.txt
+  roles: [server, agent, backup]
+mycelium:
+  version: {MYCELIUM_VERSION}
+  archive: https://github.com/threefoldtech/mycelium/releases/download/{{version}}/mycelium.tar.gz
+images:
+  - name: hello
+    image: {REGISTRY}/meshseed-test/hello:1
+    roles: [server]
+"""
+
+
+@pytest.fixture(scope="module")
+def guest_files() -> Path:
+    store = Path(os.environ.get("MESHSEED_E2E_STORE", REPO / ".meshseed" / "e2e-store"))
+    return guest(store)
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, master_key_file: Path, registry: Registry, test_images: dict[str, TestImage]
+) -> Iterator[Path]:
+    """A site, its lock (doubles as binaries) and its --airgap build."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "site.yaml").write_text(SITE)
+    (root / "upstream.yaml").write_text(UPSTREAM)
+    nodes = json.loads(meshseed("nodes", "--json", cwd=root, master_key=master_key_file).stdout)
+    routes = {n["public_ipv6"]: n["overlay_address"] for n in nodes}
+    artifacts = tmp_path / "artifacts"
+    files = {
+        f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s": K3S.encode(),
+        f"raw.githubusercontent.com/k3s-io/k3s/{K3S_VERSION}/install.sh": INSTALL.encode(),
+        f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s-images.txt": (
+            f"{REGISTRY}/meshseed-test/busybox:1\n".encode()
+        ),
+        f"github.com/threefoldtech/mycelium/releases/download/{MYCELIUM_VERSION}/mycelium.tar.gz": (
+            mycelium_archive(routes)
+        ),
+    }
+    for relative, data in files.items():
+        (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)
+        (artifacts / relative).write_bytes(data)
+    with serve_directory(artifacts) as artifact_url:
+        pins = [
+            "--upstream",
+            "upstream.yaml",
+            "--mirror",
+            f"{REGISTRY}={registry.url}",
+            "--artifact-mirror",
+            artifact_url,
+        ]
+        for command in (["lock", *pins], ["build", "--airgap", *pins]):
+            result = meshseed(*command, cwd=root, master_key=master_key_file)
+            assert result.returncode == 0, result.stderr
+    yield root / "dist" / "nodes"
+
+
+def boot(name: str, nodes: Path, files: Path, work: Path, **options: object) -> Guest:
+    return Guest(
+        name=name,
+        work=work,
+        kernel=files / "vmlinuz",
+        initrd=files / "initrd.img",
+        disk=files / "disk.img",
+        drives=[nodes / name / "seed.iso", nodes / name / "payload.img"],
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
+    project: Path, guest_files: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "vms"
+    work.mkdir()
+    link = (work / "s1.sock", work / "s2.sock")
+    first = boot("s1", project, guest_files, work, mac="52:54:00:00:0e:01", link=link, linger=150)
+    second = boot("s2", project, guest_files, work, mac="52:54:00:00:0e:02", link=link[::-1], linger=10)
+    try:
+        first.start()
+        second.start()
+        wait_all([first, second])
+    finally:
+        first.stop()
+        second.stop()
+    nodes = json.loads((project.parent / "nodes.json").read_text())
+    overlay = {n["name"]: n["overlay_address"] for n in nodes}
+    for vm in (first, second):
+        console = vm.console()
+        assert "meshseed: verified k3s (" in console, console[-3000:]
+        assert f"meshseed: Mycelium is up: {overlay[vm.name]}" in console
+        assert "meshseed: k3s server started" in console
+        assert "ERROR" not in console.split("meshseed: verified", 1)[1]
+        result = json.loads(vm.read("/var/lib/cloud/data/result.json"))
+        assert result["v1"]["errors"] == [], result
+        assert vm.stat("/etc/mycelium/priv_key.bin") == (0o600, 0, 0)
+        assert vm.stat("/etc/rancher/k3s/config.yaml") == (0o600, 0, 0)
+        assert vm.stat("/usr/local/bin/k3s")[0] == 0o755
+        assert vm.stat("/usr/local/bin/mycelium")[0] == 0o755
+        assert vm.exists("/etc/systemd/system/multi-user.target.wants/mycelium.service")
+        assert vm.exists("/etc/systemd/system/k3s.service.d/10-meshseed.conf")
+        assert vm.exists("/var/lib/rancher/k3s/agent/images/images.tar.zst")
+        assert vm.read("/etc/hostname").strip() == vm.name
+        mycelium_log = vm.read("/var/lib/mycelium/order.log")
+        k3s_log = vm.read("/var/lib/meshseed-test/order.log")
+        mycelium_started = float(mycelium_log.split()[1])
+        install_started = float(k3s_log.splitlines()[0].split()[1])
+        k3s_started = float(k3s_log.splitlines()[1].split()[1])
+        assert mycelium_started < install_started < k3s_started
+        assert "INSTALL_K3S_EXEC=server INSTALL_K3S_SKIP_DOWNLOAD=true" in k3s_log
+        args = vm.read("/var/lib/mycelium/mycelium.args")
+        assert "--key-file /etc/mycelium/priv_key.bin --tun-name mycelium --peers" in args
+        config = vm.read("/var/lib/meshseed-test/k3s-config.yaml")
+        assert f"node-ip: {overlay[vm.name]}" in config
+    assert "cluster-init: true" in first.read("/var/lib/meshseed-test/k3s-config.yaml")
+    assert f"server: https://[{overlay['s1']}]:6443" in second.read("/var/lib/meshseed-test/k3s-config.yaml")
+    joined = second.read("/var/lib/meshseed-test/join.log")
+    assert f"joined {overlay['s1']} k3s-double {overlay['s1']}" in joined, joined
+    assert first.read("/var/lib/meshseed-test/served.log").startswith("served "), "s1 served no one"
+
+
+def test_a_tampered_payload_installs_nothing(project: Path, guest_files: Path, tmp_path: Path) -> None:
+    work = tmp_path / "vms"
+    work.mkdir()
+    tampered = tmp_path / "tampered"
+    shutil.copytree(project / "s3", tampered / "s3")
+    payload = tampered / "s3" / "payload.img"
+    bad_k3s = K3S.replace("TEST DOUBLE", "TAMPERED DOUBLE").encode()
+    files = {"k3s": IsoFile("k3s", bad_k3s, 0o755)}
+    for name in ("k3s-install.sh", "mycelium.tar.gz", "images.tar.zst"):
+        extracted = subprocess.run(
+            [
+                require("isoinfo", "genisoimage"),
+                "-R",
+                "-i",
+                str(project / "s3" / "payload.img"),
+                "-x",
+                f"/{name}",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+        files[name] = IsoFile(name, extracted)
+    payload.chmod(0o644)
+    payload.write_bytes(write_iso(files, label="meshseed-payload", epoch=315532800))
+    vm = boot("s3", tampered, guest_files, work, linger=5)
+    try:
+        vm.start()
+        console = vm.wait()
+    finally:
+        vm.stop()
+    found = hashlib.sha256(bad_k3s).hexdigest()
+    assert f"meshseed: ERROR: k3s has sha256 {found}, the seed pins" in console, console[-3000:]
+    assert "meshseed: k3s was not started" in console
+    assert not vm.exists("/usr/local/bin/k3s")
+    assert not vm.exists("/var/lib/meshseed-test/order.log")
+    assert "ERROR" in vm.read("/var/log/meshseed-setup.log")

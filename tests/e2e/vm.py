@@ -1,0 +1,143 @@
+"""Booting test guests with QEMU (TCG), and reading their disks afterwards."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.tools import require
+
+BOOT_TIMEOUT = 900
+
+
+@dataclass
+class Guest:
+    """One VM: its overlay disk, its drives, its serial log and its link to a peer."""
+
+    name: str
+    work: Path
+    kernel: Path
+    initrd: Path
+    disk: Path
+    drives: list[Path]
+    linger: int = 5
+    mac: str | None = None
+    link: tuple[Path, Path] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def serial(self) -> Path:
+        return self.work / f"{self.name}.serial.log"
+
+    @property
+    def overlay(self) -> Path:
+        return self.work / f"{self.name}.qcow2"
+
+    def start(self) -> None:
+        qemu_img = require("qemu-img", "qemu-utils")
+        qemu = require("qemu-system-x86_64", "qemu-system-x86")
+        subprocess.run(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-b", str(self.disk), "-F", "raw", str(self.overlay)],
+            check=True,
+        )
+        argv = [
+            qemu,
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-smp",
+            "1",
+            "-m",
+            "1024",
+            "-kernel",
+            str(self.kernel),
+            "-initrd",
+            str(self.initrd),
+            "-append",
+            f"root=/dev/vda rw console=ttyS0 meshseed_linger={self.linger}",
+            "-drive",
+            f"file={self.overlay},if=virtio,format=qcow2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.serial}",
+        ]
+        for drive in self.drives:
+            argv += ["-drive", f"file={drive},if=virtio,format=raw,readonly=on"]
+        if self.link is not None:
+            local, remote = self.link
+            argv += [
+                "-netdev",
+                f"dgram,id=n0,local.type=unix,local.path={local},remote.type=unix,remote.path={remote}",
+                "-device",
+                f"virtio-net-pci,netdev=n0,mac={self.mac}",
+            ]
+        else:
+            argv += ["-nic", "none"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait(self, timeout: float = BOOT_TIMEOUT) -> str:
+        """Wait for the guest to power itself off; its serial log."""
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"{self.name} did not power off in {timeout} s:\n{self.console()[-4000:]}"
+            ) from None
+        return self.console()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def console(self) -> str:
+        return self.serial.read_text(errors="replace") if self.serial.exists() else ""
+
+    def raw_disk(self) -> Path:
+        raw = self.work / f"{self.name}.raw"
+        if not raw.exists():
+            qemu_img = require("qemu-img", "qemu-utils")
+            subprocess.run([qemu_img, "convert", "-O", "raw", str(self.overlay), str(raw)], check=True)
+        return raw
+
+    def read(self, path: str) -> str:
+        debugfs = require("debugfs", "e2fsprogs")
+        result = subprocess.run(
+            [debugfs, "-R", f"cat {path}", str(self.raw_disk())], capture_output=True, text=True, check=False
+        )
+        return result.stdout
+
+    def stat(self, path: str) -> tuple[int, int, int]:
+        """(mode, uid, gid) of a file on the guest's disk."""
+        debugfs = require("debugfs", "e2fsprogs")
+        result = subprocess.run(
+            [debugfs, "-R", f"stat {path}", str(self.raw_disk())], capture_output=True, text=True, check=False
+        )
+        mode = re.search(r"Mode:\s+0?([0-7]+)", result.stdout)
+        user = re.search(r"User:\s+(\d+)\s+Group:\s+(\d+)", result.stdout)
+        assert mode and user, f"{path} is not on {self.name}'s disk: {result.stderr.strip()}"
+        return int(mode[1], 8) & 0o7777, int(user[1]), int(user[2])
+
+    def exists(self, path: str) -> bool:
+        debugfs = require("debugfs", "e2fsprogs")
+        result = subprocess.run(
+            [debugfs, "-R", f"stat {path}", str(self.raw_disk())], capture_output=True, text=True, check=False
+        )
+        return "Inode:" in result.stdout
+
+
+def wait_all(guests: list[Guest], timeout: float = BOOT_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    for guest in guests:
+        guest.wait(max(1.0, deadline - time.monotonic()))

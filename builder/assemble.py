@@ -54,6 +54,11 @@ def _copy_checked(source: Path, target: Path, entry: Entry, result: Result) -> N
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
                 os.write(fd, chunk)
+    except FileNotFoundError:
+        raise MeshseedError(
+            f"store entry {result.derivation.store_name} is incomplete: {entry.path} is missing",
+            hint="run `meshseed build --repair`",
+        ) from None
     finally:
         os.close(fd)
     if digest.hexdigest() != entry.sha256:
@@ -117,7 +122,9 @@ def _output_lock(out: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         for stale in [*out.parent.glob(f".{out.name}.*.new"), *out.parent.glob(f".{out.name}.*.old")]:
-            shutil.rmtree(stale, ignore_errors=True)
+            # mkdtemp's random part has no dot: `.dist.v2.x.new` belongs to another output.
+            if "." not in stale.name[len(out.name) + 2 : -4]:
+                shutil.rmtree(stale, ignore_errors=True)
         yield
     finally:
         os.close(fd)

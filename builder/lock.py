@@ -183,12 +183,11 @@ class Lock:
 
 
 def read_lock(path: Path = DEFAULT_LOCK) -> Lock:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise MeshseedError(
             f"{path}: missing", hint="run `meshseed lock` (it needs access to the registries)"
-        ) from None
+        )
+    text = read_text(path, "lock file", "run `meshseed lock`")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -130,13 +130,15 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
     """
     try:
         info = path.stat()
-    except FileNotFoundError:
+    except (NotADirectoryError, FileNotFoundError):
         if not create:
             raise bad_input(
                 f"{path}: no master key here",
                 hint="restore it from your backup; meshseed only creates one at the default path",
             ) from None
         return _create_master_key(path)
+    except OSError as error:
+        raise bad_input(f"{path}: cannot read the master key: {error.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise bad_input(f"{path}: the master key must be a regular file")
     if info.st_mode & 0o077:

@@ -68,7 +68,10 @@ class Candidate:
 
 def _get(client: httpx.Client, url: str) -> bytes:
     log.info("GET %s", url)
-    response = client.get(url)
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as error:
+        raise MeshseedError(f"{url}: {error}") from None
     if response.status_code != 200:
         raise MeshseedError(f"{url}: HTTP {response.status_code}")
     return response.content

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from builder.errors import MeshseedError
+
 SECTOR = 2048
 _FIRST_FREE = 23
 _DIRECTORY_FLAG = 0x02
@@ -255,6 +257,11 @@ def write_iso_to(out: BinaryIO, files: Mapping[str, bytes | IsoFile], *, label: 
     for entry in entries:
         if "/" in entry.name or not entry.name or len(entry.name) > 64:
             raise ValueError(f"{entry.name!r}: this writer holds only flat names of 1-64 characters")
+        if entry.size >= 1 << 32:
+            # One ISO 9660 extent holds under 4 GiB; files that large would need several.
+            raise MeshseedError(
+                f"{entry.name}: {entry.size} bytes is too large for one ISO 9660 file (4 GiB)"
+            )
     probe = [_Volume(j, label, entries, [0] * len(entries), epoch) for j in (False, True)]
     primary_root = _FIRST_FREE
     joliet_root = primary_root + probe[0].directory_size() // SECTOR

@@ -43,6 +43,8 @@ def containerfile_derivation(spec: ImageSpec, bases: dict[str, Derivation], epoc
             "bases": {name: bases[name].name for name in spec.base_images},
             "epoch": epoch,
             "tool": spec.backend.value,
+            # A buildah upgrade may change the bytes, so its version is part of the key.
+            "tool_version": Buildah(spec.folder).version() if spec.backend == "buildah" else None,
         },
         deps=tuple(bases[name] for name in spec.base_images),
         sources=source_files(spec),

@@ -99,13 +99,16 @@ class RegistryClient:
             raise MeshseedError(f"{self.where()}: asks for a token without saying where to get one")
         params.setdefault("scope", f"repository:{repository}:pull")
         log.info("GET %s (token for %s)", realm, params["scope"])
-        response = self._http.get(realm, params=params)
+        try:
+            response = self._http.get(realm, params=params)
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError) as error:
+            raise MeshseedError(f"{self.where()}: token request to {realm} failed: {error}") from None
         if response.status_code != 200:
             raise MeshseedError(
                 f"{self.where()}: token request to {realm} failed: HTTP {response.status_code}"
             )
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not isinstance(token, str):
             raise MeshseedError(f"{self.where()}: the token service at {realm} sent no token")
         return token
@@ -114,6 +117,7 @@ class RegistryClient:
         """Send with auth and retries; returns a streaming response the caller must close."""
         url = f"{self.endpoint}/v2/{path}"
         attempt = 0
+        refreshed = False
         while True:
             request_headers = dict(headers)
             if repository in self._tokens:
@@ -131,10 +135,12 @@ class RegistryClient:
             challenge = response.headers.get("www-authenticate", "")
             if response.status_code == 401 and challenge.lower().startswith("bearer "):
                 response.close()
-                if repository in self._tokens:
+                if refreshed:
                     raise MeshseedError(
                         f"{self.where()}: the registry refused its own token for {repository}"
                     )
+                # No token yet, or one that expired during a long pull: get a fresh one, once.
+                refreshed = True
                 self._tokens[repository] = self._token(challenge, repository)
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:

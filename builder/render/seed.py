@@ -107,8 +107,13 @@ def build_seed(ctx: BuildContext) -> None:
         text = render(env, f"{name}.j2", context, origin=f"cloud-init/{name}.j2")
         try:
             load_yaml(text)
-        except yaml.YAMLError as error:
-            raise MeshseedError(f"cloud-init/{name}.j2 rendered invalid YAML: {error}") from None
+        except yaml.MarkedYAMLError as error:
+            # Only the position: the offending text may be a secret.
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise MeshseedError(f"cloud-init/{name}.j2 rendered invalid YAML{where}") from None
+        except yaml.YAMLError:
+            raise MeshseedError(f"cloud-init/{name}.j2 rendered invalid YAML") from None
         rendered[name] = text.encode()
         ctx.write(name, rendered[name], private=name in PRIVATE_FILES)
     iso_files = {

@@ -89,9 +89,3 @@ class Site:
     @property
     def servers(self) -> tuple[Node, ...]:
         return self.with_role(Role.SERVER)
-
-    def node(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(name)

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError
 from builder.store.blobs import BlobStore
@@ -137,7 +138,7 @@ class Store:
         target = self.path_of(store_name)
         if target.exists():
             # Only after a repair removed a corrupt entry can one be in the way here.
-            _thaw_and_remove(target)
+            self.remove(store_name)
         built.rename(target)
         target.chmod(ModeClass.DIRECTORY.frozen_mode())
         return StoredOutput(target, digest, tuple(entries))
@@ -176,13 +177,21 @@ class Store:
         return f"its digest is not {stored.digest}"
 
     def remove(self, store_name: str) -> None:
-        _thaw_and_remove(self.path_of(store_name))
+        """Take the entry out of the store at once (a rename), then delete it at leisure:
+        a deletion cut short must never leave a partial entry that still looks whole."""
+        path = self.path_of(store_name)
+        if not path.exists():
+            return
+        path.chmod(0o700)
+        doomed = Path(tempfile.mkdtemp(prefix=f"{store_name}.", suffix=".dead", dir=self.root / _TMP))
+        path.rename(doomed / "entry")
+        _thaw_and_remove(doomed)
 
     def add_root(self, result: Path, store_names: list[str]) -> None:
         """Record that `result` (a dist/ directory) uses these entries; gc keeps them."""
         name = hashlib.sha256(str(result.resolve()).encode()).hexdigest()[:32]
         record = {"result": str(result.resolve()), "entries": sorted(store_names)}
-        (self.root / _ROOTS / f"{name}.json").write_text(canonical_json(record))
+        write_atomically(self.root / _ROOTS / f"{name}.json", canonical_json(record).encode())
 
     def live_entries(self) -> set[str]:
         """Entries named by a root whose result still exists; stale roots are dropped."""

@@ -15,7 +15,3 @@ def verified_content(clearsigned: bytes, keyring: Path) -> bytes:
         signed.write_bytes(clearsigned)
         run_tool("gpgv", ["--keyring", str(keyring), "--output", str(content), str(signed)], package="gpgv")
         return content.read_bytes()
-
-
-def version() -> str:
-    return run_tool("gpgv", ["--version"], package="gpgv").splitlines()[0]

@@ -49,14 +49,17 @@ POWEROFF_UNIT = """\
 [Unit]
 Description=meshseed test: power off after cloud-init
 After=cloud-final.service
-Requires=cloud-final.service
+# Wants, not Requires: a failed cloud-final (a refused payload) must power off too.
+Wants=cloud-final.service
 
 [Service]
 Type=oneshot
 ExecStart=/usr/local/sbin/meshseed-test-poweroff
 
 [Install]
-WantedBy=multi-user.target
+# Wanted by cloud-final itself: cloud-final orders itself after multi-user.target, so a
+# unit wanted by multi-user.target and ordered after cloud-final would be a cycle.
+WantedBy=cloud-final.service
 """
 
 

@@ -136,7 +136,7 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
     work = tmp_path / "vms"
     work.mkdir()
     link = (work / "s1.sock", work / "s2.sock")
-    first = boot("s1", project, guest_files, work, mac="52:54:00:00:0e:01", link=link, linger=150)
+    first = boot("s1", project, guest_files, work, mac="52:54:00:00:0e:01", link=link, linger=90)
     second = boot("s2", project, guest_files, work, mac="52:54:00:00:0e:02", link=link[::-1], linger=10)
     try:
         first.start()

@@ -81,7 +81,8 @@ class Guest:
             ]
         else:
             argv += ["-nic", "none"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with (self.work / f"{self.name}.qemu.log").open("wb") as log:
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
 
     def wait(self, timeout: float = BOOT_TIMEOUT) -> str:
         """Wait for the guest to power itself off; its serial log."""

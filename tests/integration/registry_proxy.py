@@ -29,6 +29,9 @@ class Faults:
     truncate_once: set[str] = field(default_factory=set)
     log: list[str] = field(default_factory=list)
     token_requests: list[str] = field(default_factory=list)
+    # A token stops working after this many requests, as Docker Hub's expire after minutes.
+    token_uses: int | None = None
+    uses: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,11 +49,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         faults = self.server.faults
         faults.log.append(f"{self.command} {self.path} range={self.headers.get('Range')}")
+        current = f"{TOKEN}-{len(faults.token_requests)}"
         if self.path.startswith("/token"):
             faults.token_requests.append(self.path)
-            self._reply(200, json.dumps({"token": TOKEN}).encode(), "application/json")
+            faults.uses = 0
+            self._reply(
+                200,
+                json.dumps({"token": f"{TOKEN}-{len(faults.token_requests)}"}).encode(),
+                "application/json",
+            )
             return
-        if faults.require_token and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+        expired = faults.token_uses is not None and faults.uses >= faults.token_uses
+        if faults.require_token and (self.headers.get("Authorization") != f"Bearer {current}" or expired):
             scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
             realm = f"{scheme}://{self.server.server_address[0]}:{self.server.server_address[1]}/token"
             challenge = f'Bearer realm="{realm}",service="meshseed-test"'
@@ -61,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": challenge},
             )
             return
+        faults.uses += 1
         for index, (fragment, status) in enumerate(faults.statuses):
             if fragment in self.path:
                 del faults.statuses[index]

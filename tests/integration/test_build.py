@@ -77,6 +77,14 @@ def test_plan_then_noop_and_incremental_rebuild(workdir: Path, master_key_file: 
     assert "admin2@example.net" in (workdir / "dist/nodes/edx3/user-data").read_text()
 
 
+def test_another_outputs_staging_directory_is_left_alone(workdir: Path, master_key_file: Path) -> None:
+    other = workdir / ".dist.v2.abcdefgh.new"
+    other.mkdir()
+    (other / "in-progress").write_text("another build's work")
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    assert (other / "in-progress").exists()
+
+
 def test_build_refuses_to_replace_a_foreign_directory(workdir: Path, master_key_file: Path) -> None:
     (workdir / "dist").mkdir()
     (workdir / "dist" / "thesis.tex").write_text("precious")

@@ -358,3 +358,22 @@ def test_bundle_zstd_window_fits_k3s(project: Project) -> None:
     if not single_segment:
         window_log = 10 + (frame[5] >> 3)
         assert window_log <= 25
+
+
+def test_an_expired_token_is_renewed(
+    project: Project, registry: Registry, test_images: dict[str, TestImage], tmp_path: Path
+) -> None:
+    project.lock()
+    faults = Faults(require_token=True, token_uses=2)
+    proxy_run = run_proxy(registry.url, faults)
+    proxy = next(proxy_run)
+    try:
+        mirrored = Project(project.root, project.master_key, proxy.url, project.artifact_url)
+        result = mirrored.meshseed("fetch", "hello", "-o", str(tmp_path / "out"))
+    finally:
+        proxy_run.close()
+    assert result.returncode == 0, result.stderr
+    assert len(faults.token_requests) >= 2
+    assert blob_set(tmp_path / "out") == blob_set(
+        skopeo_layout(registry, test_images["hello"], tmp_path / "skopeo")
+    )

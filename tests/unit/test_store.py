@@ -258,3 +258,19 @@ def test_blobs_are_shared_by_hard_links_and_collected_when_unused(store: Store, 
     linked.unlink()
     assert store.blobs.collect_garbage() == len(b"layer")
     assert not store.blobs.has(digest)
+
+
+def test_removal_cut_short_leaves_no_entry_that_looks_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(store, greeting("ada"))
+    name = greeting("ada").store_name
+
+    def interrupted(path: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("builder.store.store._thaw_and_remove", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.remove(name)
+    assert not store.has(name)
+    assert name not in store.entries()

@@ -27,14 +27,20 @@ from tests.e2e.vm import Guest, wait_all
 from tests.integration.cli import meshseed
 from tests.integration.debian_fixtures import serve_directory
 from tests.integration.oci_fixtures import Registry, TestImage
+from tests.integration.upstream_text import (
+    IMAGES_LIST,
+    IMAGES_LIST_PATH,
+    INSTALL_PATH,
+    K3S_PATH,
+    MYCELIUM_PATH,
+    REGISTRY,
+    upstream_yaml,
+)
 from tests.tools import require
 from tests.unit.sites import KEY
 
 pytestmark = pytest.mark.e2e
 
-REGISTRY = "registry.meshseed.test"
-K3S_VERSION = "v1.33.4+k3s1"
-MYCELIUM_VERSION = "v0.6.1"
 SITE = """\
 cluster: e2e
 domain: e2e.example.org
@@ -54,22 +60,7 @@ nodes:
         [("s1", "server"), ("s2", "server"), ("s3", "server"), ("b1", "backup")], start=1
     )
 )
-UPSTREAM = f"""\
-platforms: [linux/amd64]
-k3s:
-  version: {K3S_VERSION}
-  binary: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s
-  install_script: https://raw.githubusercontent.com/k3s-io/k3s/{{version}}/install.sh
-  images_list: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s-images.txt
-  roles: [server, agent, backup]
-mycelium:
-  version: {MYCELIUM_VERSION}
-  archive: https://github.com/threefoldtech/mycelium/releases/download/{{version}}/mycelium.tar.gz
-images:
-  - name: hello
-    image: {REGISTRY}/meshseed-test/hello:1
-    roles: [server]
-"""
+UPSTREAM = upstream_yaml("[linux/amd64]")
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +82,10 @@ def project(
     routes = {n["public_ipv6"]: n["overlay_address"] for n in nodes}
     artifacts = tmp_path / "artifacts"
     files = {
-        f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s": K3S.encode(),
-        f"raw.githubusercontent.com/k3s-io/k3s/{K3S_VERSION}/install.sh": INSTALL.encode(),
-        f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s-images.txt": (
-            f"{REGISTRY}/meshseed-test/busybox:1\n".encode()
-        ),
-        f"github.com/threefoldtech/mycelium/releases/download/{MYCELIUM_VERSION}/mycelium.tar.gz": (
-            mycelium_archive(routes)
-        ),
+        K3S_PATH: K3S.encode(),
+        INSTALL_PATH: INSTALL.encode(),
+        IMAGES_LIST_PATH: IMAGES_LIST,
+        MYCELIUM_PATH: mycelium_archive(routes),
     }
     for relative, data in files.items():
         (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)

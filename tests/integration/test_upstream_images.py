@@ -28,34 +28,23 @@ from tests.integration.oci_fixtures import (
     serve_registry,
 )
 from tests.integration.registry_proxy import Faults, run_proxy
+from tests.integration.upstream_text import (
+    IMAGES_LIST,
+    IMAGES_LIST_PATH,
+    INSTALL_PATH,
+    K3S_PATH,
+    MYCELIUM_PATH,
+    REGISTRY,
+    upstream_yaml,
+)
 from tests.tools import require
 
-REGISTRY = "registry.meshseed.test"
-K3S_VERSION = "v1.33.4+k3s1"
-MYCELIUM_VERSION = "v0.6.1"
-UPSTREAM = f"""\
-platforms: [linux/amd64, linux/arm64]
-k3s:
-  version: {K3S_VERSION}
-  binary: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s
-  install_script: https://raw.githubusercontent.com/k3s-io/k3s/{{version}}/install.sh
-  images_list: https://github.com/k3s-io/k3s/releases/download/{{version}}/k3s-images.txt
-  roles: [server, agent, backup]
-mycelium:
-  version: {MYCELIUM_VERSION}
-  archive: https://github.com/threefoldtech/mycelium/releases/download/{{version}}/mycelium.tar.gz
-images:
-  - name: hello
-    image: {REGISTRY}/meshseed-test/hello:1
-    roles: [server]
-"""
+UPSTREAM = upstream_yaml()
 ARTIFACTS = {
-    f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s": b"\x7fELF pretend k3s binary\n" * 1000,
-    f"raw.githubusercontent.com/k3s-io/k3s/{K3S_VERSION}/install.sh": b"#!/bin/sh\necho install\n",
-    f"github.com/k3s-io/k3s/releases/download/{K3S_VERSION}/k3s-images.txt": (
-        f"{REGISTRY}/meshseed-test/busybox:1\n".encode()
-    ),
-    f"github.com/threefoldtech/mycelium/releases/download/{MYCELIUM_VERSION}/mycelium.tar.gz": b"pretend archive",
+    K3S_PATH: b"\x7fELF pretend k3s binary\n" * 1000,
+    INSTALL_PATH: b"#!/bin/sh\necho install\n",
+    IMAGES_LIST_PATH: IMAGES_LIST,
+    MYCELIUM_PATH: b"pretend archive",
 }
 
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.oci_fixtures import push_image_with_random_layer, serve_registry  # noqa: E402
+from tests.pinned import write_test_lock  # noqa: E402 - test pins for k3s and Mycelium
 from tests.unit.sites import site  # noqa: E402 - the test suite's synthetic site generator
 
 GIB = 1 << 30
@@ -119,10 +120,13 @@ def build_row(name: str, workdir: Path, key: Path, **targets: float) -> Row:
 
 
 def build_rows(base: Path, key: Path) -> list[Row]:
+    """Builds with full seeds: each site gets the tests' lock, which pins k3s and Mycelium
+    (with test digests), so that seeds render everything a node needs."""
     rows = []
     example = base / "example"
     example.mkdir()
     shutil.copy(ROOT / "site.yaml", example / "site.yaml")
+    write_test_lock(example)
     rows.append(build_row("example: cold build", example, key))
     rows.append(build_row("example: no-op rebuild", example, key, target_seconds=0.5))
     site_file = example / "site.yaml"
@@ -132,6 +136,7 @@ def build_rows(base: Path, key: Path) -> list[Row]:
         work = base / f"synthetic-{nodes}"
         work.mkdir()
         (work / "site.yaml").write_text(site(servers=5, agents=nodes - 6, backups=1))
+        write_test_lock(work)
         targets = {"target_seconds": 60.0, "target_rss": float(GIB)} if nodes == 1000 else {}
         rows.append(build_row(f"{nodes} nodes: cold build", work, key, **targets))
         rows.append(build_row(f"{nodes} nodes: no-op rebuild", work, key))

@@ -247,6 +247,19 @@ def _stop_with_this_process() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a daemon the tests own, its output in `log_path`; it dies with this process."""
+    log.info("starting: %s", shlex.join(argv))
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_this_process,  # noqa: PLW1509 - it only calls prctl
+        )
+
+
 def _stop(process: subprocess.Popen[bytes], what: str) -> None:
     """Stop exactly the process we started, by its PID: SIGTERM, then SIGKILL if it does not exit."""
     if process.poll() is not None:
@@ -323,15 +336,7 @@ def serve_registry(work: Path) -> Iterator[Registry]:
         log_path = work / f"registry-{attempt}.log"
         config.write_text(yaml.safe_dump(_registry_config(root, host), sort_keys=False))
         argv = [program, "serve", str(config)]
-        log.info("starting: %s", shlex.join(argv))
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_stop_with_this_process,  # noqa: PLW1509 - it only calls prctl
-            )
+        process = _spawn(argv, log_path)
         try:
             if _wait_for_registry(process, f"http://{host}", argv, log_path):
                 log.info("registry at %s (pid %d, log %s)", host, process.pid, log_path)
@@ -879,15 +884,7 @@ def start_containerd(work: Path) -> Iterator[Containerd]:
     config.write_text(_containerd_config(root, state, address, work / "opt"))
     log_path = work / "containerd.log"
     argv = [program, "--config", str(config)]
-    log.info("starting: %s", shlex.join(argv))
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_stop_with_this_process,  # noqa: PLW1509 - it only calls prctl
-        )
+    process = _spawn(argv, log_path)
     try:
         _wait_for_containerd(process, argv, address, log_path)
         daemon = Containerd(

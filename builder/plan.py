@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import Lock
+from builder.render.dns import zone_derivation
 from builder.render.node import NodePlan
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
@@ -80,6 +81,8 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
             )
         )
+    if site.nameservers:
+        derivations.append(zone_derivation(site, settings.epoch))
     if settings.images is not None:
         from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
 

@@ -81,6 +81,12 @@ class Site:
     nodes: tuple[Node, ...] = field(
         metadata=_doc("The machines: an odd number (3 or more) of servers and one backup node.", min_items=1)
     )
+    nameservers: tuple[DnsName, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Authoritative nameservers of the domain; with them, dist/dns/<domain>.zone is written."
+        ),
+    )
     source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
 
     def with_role(self, role: Role) -> tuple[Node, ...]:

@@ -53,7 +53,7 @@ nodes:
     role: {role}
     public_ipv6: 2001:db8:e2e::{index}/64
     gateway: 2001:db8:e2e::ff
-    mac: 52:54:00:00:0e:0{index}
+    mac: "52:54:00:00:0e:0{index}"
     ssh_authorized_keys: [{KEY}]
 """
     for index, (name, role) in enumerate(

@@ -33,7 +33,7 @@ def test_build_writes_dist_with_checksums(workdir: Path, master_key_file: Path) 
     result = meshseed("build", "--json", cwd=workdir, master_key=master_key_file)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["counts"] == {"built": 5, "cached": 0, "repaired": 0}
+    assert summary["counts"] == {"built": 6, "cached": 0, "repaired": 0}
     dist = workdir / "dist"
     for node in ("edx1", "edx2", "edx3", "vault"):
         assert {p.name for p in (dist / "nodes" / node).iterdir()} == SEED_FILES
@@ -72,7 +72,7 @@ def test_plan_then_noop_and_incremental_rebuild(workdir: Path, master_key_file: 
     site_file.write_text(site_file.read_text().replace("admin2@example.org", "admin2@example.net"))
     result = meshseed("build", "--json", cwd=workdir, master_key=master_key_file)
     summary = json.loads(result.stdout)
-    assert summary["counts"] == {"built": 1, "cached": 4, "repaired": 0}
+    assert summary["counts"] == {"built": 1, "cached": 5, "repaired": 0}
     assert [d["name"] for d in summary["derivations"] if d["status"] == "built"] == ["seed-edx3"]
     assert "admin2@example.net" in (workdir / "dist/nodes/edx3/user-data").read_text()
 
@@ -174,7 +174,7 @@ def test_corrupt_entry_is_reported_refused_and_repaired(workdir: Path, master_ke
     assert not (workdir / "dist-new").exists()
     repaired = meshseed("build", "--repair", "--json", cwd=workdir, master_key=master_key_file)
     assert repaired.returncode == 0, repaired.stderr
-    assert json.loads(repaired.stdout)["counts"] == {"built": 0, "cached": 4, "repaired": 1}
+    assert json.loads(repaired.stdout)["counts"] == {"built": 0, "cached": 5, "repaired": 1}
     assert meshseed("store", "verify", cwd=workdir, master_key=master_key_file).returncode == 0
     assert tree_bytes(workdir / "dist") == before
 

@@ -1,13 +1,10 @@
-"""Addresses the cluster derives rather than asks for: its pod and service networks, and the
-Mycelium peer list of each node."""
+"""Addresses the cluster derives rather than asks for: its pod and service networks."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-
-from builder.site import Node, Site
 
 MYCELIUM_PORT = 9651
 MYCELIUM_INTERFACE = "mycelium"
@@ -37,13 +34,3 @@ def cluster_networks(cluster: str) -> ClusterNetworks:
     global_id = hashlib.sha256(f"meshseed/ula/{cluster}".encode()).digest()[:5]
     prefix = ipaddress.IPv6Network((b"\xfd" + global_id + bytes(10), 48))
     return ClusterNetworks(prefix)
-
-
-def mycelium_peers(site: Site, node: Node) -> list[str]:
-    """Every other node's public endpoints (tcp and quic), then this node's extra peers."""
-    peers = []
-    for other in site.nodes:
-        if other.name != node.name:
-            address = other.public_ipv6.ip
-            peers += [f"tcp://[{address}]:{MYCELIUM_PORT}", f"quic://[{address}]:{MYCELIUM_PORT}"]
-    return peers + [peer for peer in node.mycelium_peers if peer not in peers]

@@ -10,7 +10,7 @@ from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import Lock
 from builder.render.dns import zone_derivation
-from builder.render.node import NodePlan
+from builder.render.node import NodePlan, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
 from builder.secrets import SecretDeriver
@@ -68,6 +68,9 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     node_plan = NodePlan(
         {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
     )
+    mesh = mesh_derivation(site, node_plan)
+    if settings.pins is not None:
+        derivations.append(mesh)
     for node in site.nodes:
         derivations.append(
             seed_derivation(
@@ -79,6 +82,7 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 plan=node_plan,
                 lock=settings.pins,
                 bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
+                mesh=mesh,
             )
         )
     if site.nameservers:

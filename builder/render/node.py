@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.det.jsonfmt import canonical_json
 from builder.lock import Lock
 from builder.mycelium import MyceliumIdentity
-from builder.network import MYCELIUM_INTERFACE, cluster_networks, mycelium_peers
+from builder.network import MYCELIUM_INTERFACE, MYCELIUM_PORT, cluster_networks
 from builder.site import Node, Role, Site
+from builder.store.derivation import BuildContext, Derivation
 from builder.store.store import ENTRY_RECORD
 
 K3S_PORT = 6443
 LOG_FILE = "/var/log/meshseed-setup.log"
 PAYLOAD_LABEL = "meshseed-payload"
+MESH_FILE = "mesh.json"
 # Pinned files as the node stages them: lock name -> file name.
 STAGED = {"k3s": "k3s", "k3s-install.sh": "k3s-install.sh", "mycelium": "mycelium.tar.gz"}
 
@@ -74,7 +77,6 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
                 "service-cidr": str(networks.services),
                 "cluster-dns": str(networks.services.network_address + 10),
                 "disable": ["traefik", "servicelb"],
-                "tls-san": _tls_names(site, plan),
             }
         )
     if node.name == plan.first_server.name:
@@ -94,6 +96,37 @@ def _tls_names(site: Site, plan: NodePlan) -> list[str]:
     for other in site.nodes:
         names += [str(other.public_ipv6.ip), str(plan.identities[other.name].overlay_address)]
     return names
+
+
+def mesh_derivation(site: Site, plan: NodePlan) -> Derivation:
+    """What every seed needs to know of every node: its Mycelium endpoints, and the names
+    the k3s servers' certificate covers. One derivation holds it, and each seed depends on
+    it, so that a seed's key grows with its own node, not with the size of the site."""
+    endpoints = [[node.name, endpoints_of(node)] for node in site.nodes]
+    return Derivation(
+        name="mesh",
+        build=build_mesh,
+        inputs={"endpoints": endpoints, "tls_san": _tls_names(site, plan)},
+    )
+
+
+def endpoints_of(node: Node) -> list[str]:
+    address = node.public_ipv6.ip
+    return [f"tcp://[{address}]:{MYCELIUM_PORT}", f"quic://[{address}]:{MYCELIUM_PORT}"]
+
+
+def build_mesh(ctx: BuildContext) -> None:
+    ctx.write(MESH_FILE, canonical_json(dict(ctx.inputs)))
+
+
+def read_mesh(entry: Path) -> dict[str, Any]:
+    return dict(json.loads((entry / MESH_FILE).read_text()))
+
+
+def peers_of(mesh: dict[str, Any], node: str, extra: list[str]) -> list[str]:
+    """Every other node's public endpoints (tcp and quic), then the node's extra peers."""
+    peers = [endpoint for name, endpoints in mesh["endpoints"] if name != node for endpoint in endpoints]
+    return peers + [peer for peer in extra if peer not in peers]
 
 
 def pinned_files(lock: Lock) -> list[dict[str, str]]:
@@ -128,6 +161,6 @@ def mycelium_inputs(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
         "interface": MYCELIUM_INTERFACE,
         "overlay_address": str(identity.overlay_address),
         "overlay_subnet": str(identity.overlay_subnet),
-        "peers": mycelium_peers(site, node),
+        "extra_peers": list(node.mycelium_peers),
         "public_key": identity.public_key.hex(),
     }

@@ -19,7 +19,9 @@ from builder.render.node import (
     base_inputs,
     k3s_settings,
     mycelium_inputs,
+    peers_of,
     pinned_files,
+    read_mesh,
     single_file,
 )
 from builder.render.templates import environment, render
@@ -49,6 +51,7 @@ def seed_derivation(
     plan: NodePlan,
     lock: Lock | None,
     bundle: Derivation | None,
+    mesh: Derivation,
 ) -> Derivation:
     """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster."""
     inputs = base_inputs(site, node, epoch)
@@ -61,6 +64,7 @@ def seed_derivation(
             files=pinned_files(lock),
             airgap=bundle is not None,
             bundle=bundle.name if bundle is not None else None,
+            mesh=mesh.name,
             log=LOG_FILE,
             payload_label=PAYLOAD_LABEL,
         )
@@ -68,7 +72,7 @@ def seed_derivation(
         name=f"seed-{node.name}",
         build=build_seed,
         inputs=inputs,
-        deps=(bundle,) if bundle is not None else (),
+        deps=((bundle,) if bundle is not None else ()) + ((mesh,) if lock is not None else ()),
         sources={f"{name}.j2": templates / f"{name}.j2" for name in names},
         secrets=deriver if lock is not None else None,
         dist_path=f"nodes/{node.name}",
@@ -85,12 +89,16 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         bundle = single_file(ctx.dep(context["bundle"]))
         pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
         context["bundle_file"] = bundle.staged_name
+    mesh = read_mesh(ctx.dep(context["mesh"]))
     settings = {**context["k3s"]["settings"], "token": ctx.secrets.derive(Purpose.K3S_TOKEN).text}
+    if context["k3s"]["server"]:
+        settings["tls-san"] = mesh["tls_san"]
+    peers = peers_of(mesh, context["node"]["name"], context["mycelium"]["extra_peers"])
     key = ctx.secrets.derive(Purpose.MYCELIUM_KEY, context["node"]["name"]).raw
     context.update(
         pinned=pinned,
         k3s={**context["k3s"], "config": dump_yaml(settings)},
-        mycelium={**context["mycelium"], "key_b64": base64.b64encode(key).decode()},
+        mycelium={**context["mycelium"], "peers": peers, "key_b64": base64.b64encode(key).decode()},
     )
     context["helpers"] = {
         key: render(env, f"{name}.j2", context, origin=f"cloud-init/{name}.j2")

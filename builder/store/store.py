@@ -215,7 +215,12 @@ class Store:
             dead = [name for name in self.entries() if name not in live]
             freed = 0
             for name in dead:
-                freed += sum(p.lstat().st_size for p in self.path_of(name).rglob("*"))
+                # Hard links to shared blobs are counted when the blob itself goes.
+                freed += sum(
+                    info.st_size
+                    for info in (p.lstat() for p in self.path_of(name).rglob("*"))
+                    if info.st_nlink == 1
+                )
                 self.remove(name)
             for leftover in (self.root / _TMP).iterdir():
                 _thaw_and_remove(leftover)

@@ -21,7 +21,7 @@ from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError, bad_input
 from builder.store.realise import Result
 from builder.store.store import storage_error
-from builder.store.tree import Entry, ModeClass
+from builder.store.tree import Entry, ModeClass, file_sha256
 from builder.version import builder_version
 
 BUILD_RECORD = "build.json"
@@ -95,11 +95,7 @@ def _is_current(out: Path, expected: dict[str, tuple[str, int]]) -> bool:
         path = found[relative]
         if path.is_symlink() or path.stat().st_mode & 0o777 != mode:
             return False
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != sha256:
+        if file_sha256(path) != sha256:
             return False
     return True
 

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from builder.debian.deb import control_files, unpack_data_tar
 from builder.debian.index import parse_deb822
+from builder.det.tarfmt import tar_info
 
 NONROOT_UID = 65532
 _STATUS_FIRST = ("Package", "Status")
@@ -36,15 +37,6 @@ def _normal(name: str) -> str:
     return name.removeprefix("./").rstrip("/")
 
 
-def _info(
-    name: str, kind: bytes, mode: int, mtime: int, *, size: int = 0, owner: tuple[int, int] = (0, 0)
-) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime, info.size = kind, mode, mtime, size
-    (info.uid, info.gid), info.uname, info.gname = owner, "", ""
-    return info
-
-
 def _status_stanza(fields: dict[str, str]) -> str:
     ordered = {"Package": fields["Package"], "Status": "install ok installed"}
     ordered.update((key, value) for key, value in fields.items() if key not in _STATUS_FIRST)
@@ -57,12 +49,15 @@ def system_files(epoch: int) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
     passwd = "root:x:0:0:root:/root:/sbin/nologin\n" + nonroot
     group = f"root:x:0:\nnonroot:x:{NONROOT_UID}:\n"
     files = {
-        "etc/passwd": (_info("etc/passwd", tarfile.REGTYPE, 0o644, epoch, size=len(passwd)), passwd.encode()),
-        "etc/group": (_info("etc/group", tarfile.REGTYPE, 0o644, epoch, size=len(group)), group.encode()),
-        "tmp": (_info("tmp", tarfile.DIRTYPE, 0o1777, epoch), b""),
-        "home": (_info("home", tarfile.DIRTYPE, 0o755, epoch), b""),
+        "etc/passwd": (
+            tar_info("etc/passwd", tarfile.REGTYPE, 0o644, epoch, size=len(passwd)),
+            passwd.encode(),
+        ),
+        "etc/group": (tar_info("etc/group", tarfile.REGTYPE, 0o644, epoch, size=len(group)), group.encode()),
+        "tmp": (tar_info("tmp", tarfile.DIRTYPE, 0o1777, epoch), b""),
+        "home": (tar_info("home", tarfile.DIRTYPE, 0o755, epoch), b""),
         "home/nonroot": (
-            _info("home/nonroot", tarfile.DIRTYPE, 0o700, epoch, owner=(NONROOT_UID, NONROOT_UID)),
+            tar_info("home/nonroot", tarfile.DIRTYPE, 0o700, epoch, owner=(NONROOT_UID, NONROOT_UID)),
             b"",
         ),
     }
@@ -114,7 +109,7 @@ def write_rootfs(packages: list[Package], out: BinaryIO, *, epoch: int) -> list[
 
 def _generated_file(name: str, content: str | bytes, epoch: int) -> tuple[tarfile.TarInfo, bytes]:
     data = content.encode() if isinstance(content, str) else content
-    return _info(name, tarfile.REGTYPE, 0o644, epoch, size=len(data)), data
+    return tar_info(name, tarfile.REGTYPE, 0o644, epoch, size=len(data)), data
 
 
 def _write_layer(
@@ -133,7 +128,7 @@ def _write_layer(
             elif name in entries:
                 _copy_member(layer, entries[name], name, entries, epoch)
             else:
-                layer.addfile(_info(name, tarfile.DIRTYPE, 0o755, epoch))
+                layer.addfile(tar_info(name, tarfile.DIRTYPE, 0o755, epoch))
 
 
 def _copy_member(
@@ -146,12 +141,12 @@ def _copy_member(
     member = entry[1]
     owner = (member.uid, member.gid)
     if member.issym():
-        info = _info(name, tarfile.SYMTYPE, member.mode, epoch, owner=owner)
+        info = tar_info(name, tarfile.SYMTYPE, member.mode, epoch, owner=owner)
         info.linkname = member.linkname
         layer.addfile(info)
     elif member.islnk() or member.isreg():
         source_archive, source = entries[_normal(member.linkname)] if member.islnk() else entry
-        info = _info(name, tarfile.REGTYPE, member.mode, epoch, size=source.size, owner=owner)
+        info = tar_info(name, tarfile.REGTYPE, member.mode, epoch, size=source.size, owner=owner)
         layer.addfile(info, source_archive.extractfile(source))
     else:
-        layer.addfile(_info(name, member.type, member.mode, epoch, owner=owner))
+        layer.addfile(tar_info(name, member.type, member.mode, epoch, owner=owner))

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def _info(name: str, kind: bytes, mode: int, mtime: int, size: int = 0) -> tarfile.TarInfo:
+def tar_info(
+    name: str, kind: bytes, mode: int, mtime: int, *, size: int = 0, owner: tuple[int, int] = (0, 0)
+) -> tarfile.TarInfo:
+    """A member header with one mtime and numeric owners only (no user or group names)."""
     info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = mtime
-    info.size = size
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+    info.type, info.mode, info.mtime, info.size = kind, mode, mtime, size
+    (info.uid, info.gid), info.uname, info.gname = owner, "", ""
     return info
 
 
@@ -43,13 +42,13 @@ def write_tar(root: Path, stream: BinaryIO, *, mtime: int, prefix: str = "") -> 
             name = prefix + path.relative_to(root).as_posix()
             info = path.lstat()
             if stat.S_ISLNK(info.st_mode):
-                entry = _info(name, tarfile.SYMTYPE, 0o777, mtime)
+                entry = tar_info(name, tarfile.SYMTYPE, 0o777, mtime)
                 entry.linkname = str(path.readlink())
                 archive.addfile(entry)
             elif stat.S_ISDIR(info.st_mode):
-                archive.addfile(_info(name, tarfile.DIRTYPE, 0o755, mtime))
+                archive.addfile(tar_info(name, tarfile.DIRTYPE, 0o755, mtime))
             elif stat.S_ISREG(info.st_mode):
-                entry = _info(name, tarfile.REGTYPE, normal_mode(info.st_mode), mtime, info.st_size)
+                entry = tar_info(name, tarfile.REGTYPE, normal_mode(info.st_mode), mtime, size=info.st_size)
                 with path.open("rb") as content:
                     archive.addfile(entry, content)
             else:
@@ -62,7 +61,7 @@ def tar_bytes(members: dict[str, bytes], *, mtime: int) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:
         for name in sorted(members, key=str.encode):
             data = members[name]
-            archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, len(data)), io.BytesIO(data))
+            archive.addfile(tar_info(name, tarfile.REGTYPE, 0o644, mtime, size=len(data)), io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -75,8 +74,10 @@ def write_members(stream: BinaryIO, members: dict[str, Path | bytes], *, mtime: 
         for name in sorted(members, key=str.encode):
             member = members[name]
             if isinstance(member, bytes):
-                archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, len(member)), io.BytesIO(member))
+                archive.addfile(
+                    tar_info(name, tarfile.REGTYPE, 0o644, mtime, size=len(member)), io.BytesIO(member)
+                )
             else:
                 with member.open("rb") as content:
                     size = os.fstat(content.fileno()).st_size
-                    archive.addfile(_info(name, tarfile.REGTYPE, 0o644, mtime, size), content)
+                    archive.addfile(tar_info(name, tarfile.REGTYPE, 0o644, mtime, size=size), content)

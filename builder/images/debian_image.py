@@ -19,11 +19,13 @@ from builder.artifacts import Artifacts
 from builder.debian.rootfs import Package, write_rootfs
 from builder.det.compress import compressor_versions
 from builder.det.jsonfmt import canonical_json
+from builder.det.tarfmt import tar_info
 from builder.errors import MeshseedError
 from builder.images.spec import ImageSpec, source_files
 from builder.lock import DebianLock
 from builder.oci.image import ImageWriter
 from builder.store.derivation import BuildContext, Derivation
+from builder.store.tree import file_sha256
 
 IMAGE_NAMESPACE = "meshseed.local"
 
@@ -50,7 +52,7 @@ def debian_image_derivation(
     packages = [dataclasses.asdict(package) for package in pinned.packages]
     sources = source_files(spec)
     source_digest = hashlib.sha256(
-        canonical_json({name: _sha256(path) for name, path in sources.items()}, pretty=False).encode()
+        canonical_json({name: file_sha256(path) for name, path in sources.items()}, pretty=False).encode()
     ).hexdigest()
     return Derivation(
         name=f"image-own-{spec.name}",
@@ -73,10 +75,6 @@ def debian_image_derivation(
         fetcher=artifacts,
         dist_path=f"images/{spec.name}",
     )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _fetch_deb(ctx: BuildContext, package: dict[str, Any]) -> Path:
@@ -111,14 +109,10 @@ def _project_layer(ctx: BuildContext, out: Any, epoch: int) -> None:
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as layer:
         for name in sorted(members, key=str.encode):
             mode, data = members[name]
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime, info.uname, info.gname = mode, epoch, "", ""
             if data is None:
-                info.type = tarfile.DIRTYPE
-                layer.addfile(info)
+                layer.addfile(tar_info(name, tarfile.DIRTYPE, mode, epoch))
             else:
-                info.size = len(data)
-                layer.addfile(info, io.BytesIO(data))
+                layer.addfile(tar_info(name, tarfile.REGTYPE, mode, epoch, size=len(data)), io.BytesIO(data))
 
 
 def build_debian_image(ctx: BuildContext) -> None:

@@ -10,6 +10,7 @@ from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import Lock
 from builder.render.dns import zone_derivation
+from builder.render.manifests import manifests_derivation, missing_images
 from builder.render.node import NodePlan, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
@@ -87,8 +88,34 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
         )
     if site.nameservers:
         derivations.append(zone_derivation(site, settings.epoch))
+    own: list[Derivation] = []
     if settings.images is not None:
         from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
 
-        derivations.extend(plan_images(settings.images, settings.epoch))
+        own = plan_images(settings.images, settings.epoch)
+        derivations.extend(own)
+    manifests = plan_manifests(site, settings, node_plan, own)
+    if manifests is not None:
+        derivations.append(manifests)
     return sorted(derivations, key=lambda d: d.name)
+
+
+def pinned_images(lock: Lock | None) -> dict[str, str]:
+    return {name: image.pinned for name, image in lock.images.items()} if lock is not None else {}
+
+
+def plan_manifests(
+    site: Site, settings: BuildSettings, node_plan: NodePlan, own: list[Derivation]
+) -> Derivation | None:
+    """The manifests, once images.lock pins every image they run."""
+    images = pinned_images(settings.pins)
+    if missing_images(images):
+        return None
+    return manifests_derivation(
+        site,
+        overlays={name: str(identity.overlay_address) for name, identity in node_plan.identities.items()},
+        images=images,
+        backup_image=images.get("backup"),
+        templates=settings.templates,
+        deriver=settings.deriver,
+    )

@@ -63,9 +63,18 @@ class Purpose(StrEnum):
     COUCHDB_ADMIN_PASSWORD = "couchdb-admin-password"
     COUCHDB_ERLANG_COOKIE = "couchdb-erlang-cookie"
     COUCHDB_UUID = "couchdb-uuid"
+    COUCHDB_AUTH_SECRET = "couchdb-auth-secret"
     LMS_DJANGO_SECRET_KEY = "lms-django-secret-key"
     CMS_DJANGO_SECRET_KEY = "cms-django-secret-key"
     MYCELIUM_KEY = "mycelium-key"
+    # What Tutor would otherwise invent at random (its config/base.yml).
+    OPENEDX_CMS_OAUTH2_SECRET = "openedx-cms-oauth2-secret"
+    OPENEDX_JWT_RSA_SEED = "openedx-jwt-rsa-seed"
+    OPENEDX_MEILISEARCH_MASTER_KEY = "openedx-meilisearch-master-key"
+    OPENEDX_MEILISEARCH_KEY_UID = "openedx-meilisearch-key-uid"
+    OPENEDX_MYSQL_ROOT_PASSWORD = "openedx-mysql-root-password"
+    OPENEDX_MYSQL_PASSWORD = "openedx-mysql-password"
+    OPENEDX_ADMIN_PASSWORD = "openedx-admin-password"
 
 
 RECIPES: Mapping[Purpose, Recipe] = {
@@ -75,10 +84,22 @@ RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.COUCHDB_ERLANG_COOKIE: Recipe(Scope.CLUSTER, 20, bytes.hex),
     # CouchDB expects its uuid as 32 lowercase hex digits.
     Purpose.COUCHDB_UUID: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    # [chttpd_auth] secret: the same on every member, so a session cookie works on any.
+    Purpose.COUCHDB_AUTH_SECRET: Recipe(Scope.CLUSTER, 24, bytes.hex),
     Purpose.LMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
     Purpose.CMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
     # The raw bytes are the x25519 secret key Mycelium keeps in its key file.
     Purpose.MYCELIUM_KEY: Recipe(Scope.NODE, 32, bytes.hex),
+    Purpose.OPENEDX_CMS_OAUTH2_SECRET: Recipe(Scope.CLUSTER, 24, bytes.hex),
+    # Seeds a deterministic RSA key generation; never used as a value itself.
+    Purpose.OPENEDX_JWT_RSA_SEED: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    Purpose.OPENEDX_MEILISEARCH_MASTER_KEY: Recipe(Scope.CLUSTER, 24, bytes.hex),
+    # Meilisearch wants its key uid as a UUID; see tutor.py.
+    Purpose.OPENEDX_MEILISEARCH_KEY_UID: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    # Hex: Tutor's init scripts put these inside shell and SQL quotes.
+    Purpose.OPENEDX_MYSQL_ROOT_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_MYSQL_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_ADMIN_PASSWORD: Recipe(Scope.CLUSTER, 18, _base64url),
 }
 
 

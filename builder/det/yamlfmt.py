@@ -32,3 +32,28 @@ def dump_yaml(value: Any, *, sort_keys: bool = True) -> str:
         width=1 << 16,
         explicit_start=False,
     )
+
+
+class _BlockDumper(_Dumper):
+    """Multi-line strings as literal blocks, so embedded files read as files."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def dump_documents(documents: list[Any]) -> str:
+    """A multi-document stream, each document starting with `---`, keys in the given order."""
+    return yaml.dump_all(
+        documents,
+        Dumper=_BlockDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+        explicit_start=True,
+    )

@@ -1,0 +1,331 @@
+"""Tutor's Kubernetes resources, adapted to this architecture.
+
+Tutor's resources assume one replica of everything and settings in ConfigMaps. Here the
+web apps and their Celery workers run on every server node with rolling updates that never
+drop below the current count, every pod is hardened, settings that hold secrets move into
+Secrets, and the init tasks become one Job whose name changes with its content, so that
+k3s runs it on first boot and again after every upgrade.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from builder.render.k8s import (
+    Document,
+    config_map,
+    container_security,
+    pod_security,
+    secret,
+    server_placement,
+)
+from builder.render.tutor import TutorOutput
+
+NAMESPACE = "openedx"
+SERVICE_ACCOUNT = "openedx"
+# Tutor's own web proxy: replaced by ours (caddy.yaml).
+DROPPED = frozenset({"caddy"})
+WEB_APPS = {"lms": "lms", "cms": "cms"}
+WORKERS = {"lms-worker": "lms", "cms-worker": "cms"}
+# Tutor's datastores, kept as Tutor defines them; a later highly available setup replaces
+# openedx-datastores.yaml and points Tutor's *_HOST settings at it.
+DATASTORES = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
+# Mount sources that carry credentials (Django settings, env files) become Secrets.
+SECRET_SOURCES = {
+    "openedx-settings-lms": "apps/openedx/settings/lms/",
+    "openedx-settings-cms": "apps/openedx/settings/cms/",
+    "openedx-config": "apps/openedx/config/",
+}
+CONFIG_SOURCES = {
+    "openedx-uwsgi-config": "apps/openedx/uwsgi.ini",
+    "redis-config": "apps/redis/redis.conf",
+}
+ENV_SECRET = "openedx-env"
+INIT_SECRET = "openedx-init"
+# The images' own writable paths when the root filesystem is read-only.
+SCRATCH = {
+    "openedx": ("/tmp", "/openedx/data", "/openedx/media"),
+    "redis": ("/tmp",),
+}
+RESOURCES = {
+    "web": {"requests": {"cpu": "250m", "memory": "2Gi"}, "limits": {"memory": "3Gi"}},
+    "worker": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    "meilisearch": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    "mongodb": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    "mysql": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    "redis": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    "smtp": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+    "init": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
+}
+
+
+@dataclass(frozen=True)
+class OpenedxManifests:
+    """The Open edX part of dist/manifests, by file name."""
+
+    apps: list[Document]
+    datastores: list[Document]
+    secrets: list[Document]
+    init: list[Document]
+
+
+def adapt(tutor: TutorOutput, *, servers: int, secret_values: Iterable[str]) -> OpenedxManifests:
+    secrets_by_value = {value: None for value in secret_values}
+    documents = [
+        document
+        for name in sorted(tutor.k8s)
+        for document in yaml.safe_load_all(tutor.k8s[name])
+        if document and document["metadata"]["name"] not in DROPPED
+    ]
+    config_hash = _digest(tutor.files)
+    env: dict[str, str] = {}
+    apps: list[Document] = [_service_account()]
+    datastores: list[Document] = []
+    for document in documents:
+        _own(document)
+        name = document["metadata"]["name"]
+        if document["kind"] == "Deployment":
+            _harden(document, env, secrets_by_value, config_hash)
+            if name in WEB_APPS or name in WORKERS:
+                _spread(document, servers)
+                apps += [document, _disruption_budget(name)]
+            else:
+                _datastore(document)
+                datastores.append(document)
+        elif name in DATASTORES:
+            datastores.append(document)
+        else:
+            apps.append(document)
+    apps += [config_map(name, NAMESPACE, _files(tutor, path)) for name, path in CONFIG_SOURCES.items()]
+    secrets = [secret(name, NAMESPACE, _files(tutor, prefix)) for name, prefix in SECRET_SOURCES.items()]
+    secrets.append(secret(ENV_SECRET, NAMESPACE, env))
+    scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tutor.init)}
+    secrets.append(secret(INIT_SECRET, NAMESPACE, scripts))
+    return OpenedxManifests(apps, datastores, secrets, [_init_job(tutor, scripts)])
+
+
+def _digest(files: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{files[path]}\0".encode())
+    return digest.hexdigest()
+
+
+def _files(tutor: TutorOutput, prefix: str) -> dict[str, str]:
+    """Files under `prefix`, keyed by base name, as kustomize's configMapGenerator keys them."""
+    return {path.rsplit("/", 1)[-1]: text for path, text in tutor.files.items() if path.startswith(prefix)}
+
+
+def _own(document: Document) -> None:
+    metadata = document["metadata"]
+    metadata["namespace"] = NAMESPACE
+    metadata.setdefault("labels", {}).update(
+        {"app.kubernetes.io/part-of": "openedx", "app.kubernetes.io/managed-by": "meshseed"}
+    )
+
+
+def _service_account() -> Document:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
+        # Open edX never talks to the Kubernetes API.
+        "automountServiceAccountToken": False,
+    }
+
+
+def _harden(
+    document: Document, env: dict[str, str], secret_values: Mapping[str, None], config_hash: str
+) -> None:
+    """Service account, security contexts, resources, probes, secrets out of the spec."""
+    name = document["metadata"]["name"]
+    pod = document["spec"]["template"]
+    spec = pod["spec"]
+    spec["serviceAccountName"] = SERVICE_ACCOUNT
+    spec["automountServiceAccountToken"] = False
+    user = spec.get("securityContext", {}).get("runAsUser", 1000)
+    spec["securityContext"] = {**spec.get("securityContext", {}), **pod_security(user)}
+    image_kind = "openedx" if name in WEB_APPS or name in WORKERS else name
+    scratch = SCRATCH.get(image_kind, ())
+    for container in spec["containers"]:
+        container["securityContext"] = container_security(read_only=bool(scratch))
+        container["resources"] = copy.deepcopy(RESOURCES[_resource_class(name)])
+        container["volumeMounts"] = container.get("volumeMounts", []) + [
+            {"name": _scratch_name(path), "mountPath": path} for path in scratch
+        ]
+        for variable in container.get("env", []):
+            if variable.get("value") in secret_values:
+                env[variable["name"]] = variable.pop("value")
+                variable["valueFrom"] = {"secretKeyRef": {"name": ENV_SECRET, "key": variable["name"]}}
+        container.update(_probes(name, container))
+    spec["volumes"] = [_volume_source(volume) for volume in spec.get("volumes", [])] + [
+        {"name": _scratch_name(path), "emptyDir": {}} for path in scratch
+    ]
+    # Settings live in Secrets and ConfigMaps that keep their names, so a change must
+    # roll the pods by itself.
+    pod.setdefault("metadata", {}).setdefault("annotations", {})["meshseed/config-sha256"] = config_hash
+
+
+def _resource_class(name: str) -> str:
+    if name in WEB_APPS:
+        return "web"
+    if name in WORKERS:
+        return "worker"
+    return name
+
+
+def _scratch_name(path: str) -> str:
+    return "scratch" + path.replace("/", "-")
+
+
+def _volume_source(volume: Document) -> Document:
+    source = volume.get("configMap")
+    if source is None or source["name"] not in SECRET_SOURCES:
+        return volume
+    converted = {"secretName": source["name"], **{k: v for k, v in source.items() if k != "name"}}
+    return {"name": volume["name"], "secret": converted}
+
+
+def _probes(name: str, container: Document) -> Document:
+    if name in WEB_APPS:
+        # Django answers only to its ALLOWED_HOSTS; Tutor lists the service name there.
+        check = {"httpGet": {"path": "/heartbeat", "port": 8000, "httpHeaders": [{"name": "Host", "value": name}]}}
+        return {
+            "startupProbe": {**check, "periodSeconds": 10, "failureThreshold": 60},
+            "readinessProbe": {**check, "periodSeconds": 10, "timeoutSeconds": 5},
+            "livenessProbe": {**check, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
+        }
+    if name in WORKERS:
+        app = WORKERS[name]
+        ping = f'celery --app={app}.celery inspect ping --destination "edx.{app}.core.default.$HOSTNAME"'
+        probe = {"exec": {"command": ["sh", "-c", ping]}, "timeoutSeconds": 30}
+        return {
+            "startupProbe": {**probe, "periodSeconds": 20, "failureThreshold": 30},
+            "livenessProbe": {**probe, "periodSeconds": 120, "failureThreshold": 3},
+        }
+    port = container["ports"][0]["containerPort"]
+    socket = {"tcpSocket": {"port": port}}
+    return {
+        "readinessProbe": {**socket, "periodSeconds": 10},
+        "livenessProbe": {**socket, "initialDelaySeconds": 30, "periodSeconds": 30, "failureThreshold": 5},
+    }
+
+
+def _spread(document: Document, servers: int) -> None:
+    """One pod per server node, and rolling updates that never go below that."""
+    name = document["metadata"]["name"]
+    spec = document["spec"]
+    spec["replicas"] = max(2, servers)
+    spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    # Preferred rather than required: with one pod on every node, the surge pod of a
+    # rolling update must be allowed to share a node for a moment.
+    spec["template"]["spec"].update(server_placement())
+    spec["template"]["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def _datastore(document: Document) -> None:
+    document["metadata"]["labels"]["meshseed/datastore"] = "tutor"
+    document["spec"]["template"]["spec"].update(server_placement())
+
+
+def _disruption_budget(name: str) -> Document:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}},
+    }
+
+
+def _init_job(tutor: TutorOutput, scripts: Mapping[str, str]) -> Document:
+    """Tutor's init tasks in its order: each an init container, the last the main one.
+
+    Each task is idempotent (CREATE ... IF NOT EXISTS, migrate, --update), so rerunning
+    them after an upgrade is safe; the name carries a digest of scripts and images, so an
+    upgrade makes a new Job, which k3s runs, and prunes the old one.
+    """
+    images = {"mysql": tutor.config["DOCKER_IMAGE_MYSQL"]}
+    containers = []
+    for script, (service, _) in zip(sorted(scripts), tutor.init, strict=True):
+        openedx = service != "mysql"
+        containers.append(
+            {
+                "name": script.removesuffix(".sh"),
+                "image": images.get(service, tutor.config["DOCKER_IMAGE_OPENEDX"]),
+                "args": ["sh", "-e", f"/openedx/init/{script}"],
+                "env": (
+                    [
+                        {"name": "SERVICE_VARIANT", "value": service},
+                        {"name": "DJANGO_SETTINGS_MODULE", "value": f"{service}.envs.tutor.production"},
+                    ]
+                    if openedx
+                    else []
+                ),
+                "securityContext": container_security(read_only=False),
+                "resources": copy.deepcopy(RESOURCES["init"]),
+                "volumeMounts": [{"name": "init", "mountPath": "/openedx/init", "readOnly": True}]
+                + (
+                    [
+                        {"name": "settings-lms", "mountPath": "/openedx/edx-platform/lms/envs/tutor/"},
+                        {"name": "settings-cms", "mountPath": "/openedx/edx-platform/cms/envs/tutor/"},
+                        {"name": "config", "mountPath": "/openedx/config"},
+                    ]
+                    if openedx
+                    else []
+                ),
+            }
+        )
+    digest = hashlib.sha256(yaml.safe_dump([scripts, containers], sort_keys=True).encode()).hexdigest()
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"openedx-init-{digest[:10]}",
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/name": "openedx-init", "app.kubernetes.io/part-of": "openedx"},
+        },
+        "spec": {
+            "backoffLimit": 10,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "openedx-init"}},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(1000),
+                    **server_placement(),
+                    "initContainers": containers[:-1],
+                    "containers": containers[-1:],
+                    "volumes": [
+                        {"name": "init", "secret": {"secretName": INIT_SECRET, "defaultMode": 0o555}},
+                        *(
+                            {"name": volume, "secret": {"secretName": source}}
+                            for volume, source in (
+                                ("settings-lms", "openedx-settings-lms"),
+                                ("settings-cms", "openedx-settings-cms"),
+                                ("config", "openedx-config"),
+                            )
+                        ),
+                    ],
+                },
+            },
+        },
+    }

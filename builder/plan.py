@@ -72,6 +72,13 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     mesh = mesh_derivation(site, node_plan)
     if settings.pins is not None:
         derivations.append(mesh)
+    if settings.images is not None:
+        from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
+
+        derivations.extend(plan_images(settings.images, settings.epoch))
+    manifests = plan_manifests(site, settings, node_plan)
+    if manifests is not None:
+        derivations.append(manifests)
     for node in site.nodes:
         derivations.append(
             seed_derivation(
@@ -84,19 +91,11 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 lock=settings.pins,
                 bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
                 mesh=mesh,
+                manifests=manifests,
             )
         )
     if site.nameservers:
         derivations.append(zone_derivation(site, settings.epoch))
-    own: list[Derivation] = []
-    if settings.images is not None:
-        from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
-
-        own = plan_images(settings.images, settings.epoch)
-        derivations.extend(own)
-    manifests = plan_manifests(site, settings, node_plan, own)
-    if manifests is not None:
-        derivations.append(manifests)
     return sorted(derivations, key=lambda d: d.name)
 
 
@@ -104,9 +103,7 @@ def pinned_images(lock: Lock | None) -> dict[str, str]:
     return {name: image.pinned for name, image in lock.images.items()} if lock is not None else {}
 
 
-def plan_manifests(
-    site: Site, settings: BuildSettings, node_plan: NodePlan, own: list[Derivation]
-) -> Derivation | None:
+def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> Derivation | None:
     """The manifests, once images.lock pins every image they run."""
     images = pinned_images(settings.pins)
     if missing_images(images):

@@ -50,6 +50,7 @@ HELPER_TEMPLATES = {
     "prometheus.yml": "prometheus.yml.j2",
     "alerts.yml": "alerts.yml.j2",
     "backup-snapshot.sh": "backup-snapshot.sh.j2",
+    "openedx-admin.sh": "openedx-admin.sh.j2",
 }
 MANIFEST_TEMPLATES = (
     "namespaces",
@@ -100,6 +101,7 @@ def manifests_inputs(
         "studio_host": site.studio_host,
         "platform_name": site.cluster,
         "contact_email": f"contact@{site.domain}",
+        "admin_email": f"admin@{site.domain}",
         "namespace": openedx.NAMESPACE,
         "images": {name: images[name] for name in IMAGES},
         "nodes": nodes,
@@ -138,7 +140,11 @@ def manifests_inputs(
             "issuer_http": f"caddy-issuer.edge.svc.cluster.local:{ports.caddy_http}",
             "certificate_url": f"http://caddy-issuer.edge.svc.cluster.local:{ports.certificate}/certificate",
             "sites": [
-                {"name": "lms", "host": site.lms_host, "upstream": f"lms.openedx.svc.cluster.local:{ports.openedx}"},
+                {
+                    "name": "lms",
+                    "host": site.lms_host,
+                    "upstream": f"lms.openedx.svc.cluster.local:{ports.openedx}",
+                },
                 {
                     "name": "studio",
                     "host": site.studio_host,
@@ -158,7 +164,9 @@ def manifests_inputs(
     return inputs
 
 
-def _backup_inputs(node: str, images: Mapping[str, str], backup_image: str | None, ports: Ports) -> dict[str, Any]:
+def _backup_inputs(
+    node: str, images: Mapping[str, str], backup_image: str | None, ports: Ports
+) -> dict[str, Any]:
     snapshot = ["sh", "-eu", "/scripts/snapshot.sh"]
     jobs: list[dict[str, Any]] = [
         {
@@ -240,6 +248,7 @@ def _secrets(deriver: SecretDeriver, config: Mapping[str, Any]) -> dict[str, str
         "couchdb_cookie": deriver.derive(Purpose.COUCHDB_ERLANG_COOKIE).text,
         "couchdb_uuid": deriver.derive(Purpose.COUCHDB_UUID).text,
         "mysql_root_password": str(config["MYSQL_ROOT_PASSWORD"]),
+        "openedx_admin_password": deriver.derive(Purpose.OPENEDX_ADMIN_PASSWORD).text,
     }
 
 
@@ -258,7 +267,9 @@ def build_manifests(ctx: BuildContext) -> None:
     for name, template in HELPER_TEMPLATES.items():
         if name.startswith("backup") and inputs["backup"] is None:
             continue
-        files[name] = render(env, template, {**context, "files": files}, origin=f"cloud-init/manifests/{template}")
+        files[name] = render(
+            env, template, {**context, "files": files}, origin=f"cloud-init/manifests/{template}"
+        )
     context["couchdb"] = {
         **inputs["couchdb"],
         "config_sha256": _digest(files["couchdb.ini"]),
@@ -277,10 +288,22 @@ def build_manifests(ctx: BuildContext) -> None:
         if name in BACKUP_ONLY and inputs["backup"] is None:
             continue
         template = f"{name}.yaml.j2"
-        text = render(env, template, {**context, "files": files, "secrets": secrets}, origin=f"cloud-init/manifests/{template}")
+        text = render(
+            env,
+            template,
+            {**context, "files": files, "secrets": secrets},
+            origin=f"cloud-init/manifests/{template}",
+        )
         documents[name] = _parse(text, template)
     secret_texts = sorted({*secrets.values(), *tutor.secret_values(rendered.config)})
-    adapted = openedx.adapt(rendered, servers=len(inputs["servers"]), secret_values=secret_texts)
+    admin = ("lms", files["openedx-admin.sh"])
+    adapted = openedx.adapt(
+        rendered,
+        servers=len(inputs["servers"]),
+        secret_values=secret_texts,
+        admin_password=secrets["openedx_admin_password"],
+        extra_init=(admin,),
+    )
     documents.update(
         {
             "openedx": adapted.apps,
@@ -327,4 +350,3 @@ def _images(value: Any) -> list[str]:
     if isinstance(value, list):
         return [image for item in value for image in _images(item)]
     return []
-

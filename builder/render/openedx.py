@@ -13,7 +13,6 @@ import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
@@ -75,8 +74,15 @@ class OpenedxManifests:
     init: list[Document]
 
 
-def adapt(tutor: TutorOutput, *, servers: int, secret_values: Iterable[str]) -> OpenedxManifests:
-    secrets_by_value = {value: None for value in secret_values}
+def adapt(
+    tutor: TutorOutput,
+    *,
+    servers: int,
+    secret_values: Iterable[str],
+    admin_password: str,
+    extra_init: tuple[tuple[str, str], ...] = (),
+) -> OpenedxManifests:
+    secrets_by_value = dict.fromkeys(secret_values)
     documents = [
         document
         for name in sorted(tutor.k8s)
@@ -104,10 +110,11 @@ def adapt(tutor: TutorOutput, *, servers: int, secret_values: Iterable[str]) -> 
             apps.append(document)
     apps += [config_map(name, NAMESPACE, _files(tutor, path)) for name, path in CONFIG_SOURCES.items()]
     secrets = [secret(name, NAMESPACE, _files(tutor, prefix)) for name, prefix in SECRET_SOURCES.items()]
-    secrets.append(secret(ENV_SECRET, NAMESPACE, env))
-    scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tutor.init)}
+    secrets.append(secret(ENV_SECRET, NAMESPACE, {**env, "admin-password": admin_password}))
+    tasks = tutor.init + extra_init
+    scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tasks)}
     secrets.append(secret(INIT_SECRET, NAMESPACE, scripts))
-    return OpenedxManifests(apps, datastores, secrets, [_init_job(tutor, scripts)])
+    return OpenedxManifests(apps, datastores, secrets, [_init_job(tutor, tasks, scripts)])
 
 
 def _digest(files: Mapping[str, str]) -> str:
@@ -195,7 +202,9 @@ def _volume_source(volume: Document) -> Document:
 def _probes(name: str, container: Document) -> Document:
     if name in WEB_APPS:
         # Django answers only to its ALLOWED_HOSTS; Tutor lists the service name there.
-        check = {"httpGet": {"path": "/heartbeat", "port": 8000, "httpHeaders": [{"name": "Host", "value": name}]}}
+        check = {
+            "httpGet": {"path": "/heartbeat", "port": 8000, "httpHeaders": [{"name": "Host", "value": name}]}
+        }
         return {
             "startupProbe": {**check, "periodSeconds": 10, "failureThreshold": 60},
             "readinessProbe": {**check, "periodSeconds": 10, "timeoutSeconds": 5},
@@ -255,7 +264,7 @@ def _disruption_budget(name: str) -> Document:
     }
 
 
-def _init_job(tutor: TutorOutput, scripts: Mapping[str, str]) -> Document:
+def _init_job(tutor: TutorOutput, tasks: tuple[tuple[str, str], ...], scripts: Mapping[str, str]) -> Document:
     """Tutor's init tasks in its order: each an init container, the last the main one.
 
     Each task is idempotent (CREATE ... IF NOT EXISTS, migrate, --update), so rerunning
@@ -264,7 +273,7 @@ def _init_job(tutor: TutorOutput, scripts: Mapping[str, str]) -> Document:
     """
     images = {"mysql": tutor.config["DOCKER_IMAGE_MYSQL"]}
     containers = []
-    for script, (service, _) in zip(sorted(scripts), tutor.init, strict=True):
+    for script, (service, _) in zip(sorted(scripts), tasks, strict=True):
         openedx = service != "mysql"
         containers.append(
             {
@@ -275,6 +284,10 @@ def _init_job(tutor: TutorOutput, scripts: Mapping[str, str]) -> Document:
                     [
                         {"name": "SERVICE_VARIANT", "value": service},
                         {"name": "DJANGO_SETTINGS_MODULE", "value": f"{service}.envs.tutor.production"},
+                        {
+                            "name": "OPENEDX_ADMIN_PASSWORD",
+                            "valueFrom": {"secretKeyRef": {"name": ENV_SECRET, "key": "admin-password"}},
+                        },
                     ]
                     if openedx
                     else []

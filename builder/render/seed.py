@@ -8,10 +8,12 @@ from typing import Any
 
 import yaml
 
+from builder.det.compress import gzip_bytes
 from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
+from builder.render.manifests import BACKUP_PATH, SECRET_SUFFIX
 from builder.render.node import (
     LOG_FILE,
     PAYLOAD_LABEL,
@@ -26,7 +28,7 @@ from builder.render.node import (
 )
 from builder.render.templates import environment, render
 from builder.secrets import Purpose, SecretDeriver
-from builder.site import Node, Site
+from builder.site import Node, Role, Site
 from builder.store.derivation import BuildContext, Derivation
 
 SEED_FILES = ("meta-data", "network-config", "user-data")
@@ -52,9 +54,13 @@ def seed_derivation(
     lock: Lock | None,
     bundle: Derivation | None,
     mesh: Derivation,
+    manifests: Derivation | None = None,
 ) -> Derivation:
     """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster."""
     inputs = base_inputs(site, node, epoch)
+    inputs["backup_path"] = BACKUP_PATH if node.role is Role.BACKUP else None
+    # Every server applies the same manifests; agents and the backup node apply none.
+    carried = manifests if lock is not None and node.role is Role.SERVER else None
     names: tuple[str, ...] = SEED_FILES
     if lock is not None:
         names = SEED_FILES + tuple(HELPERS.values())
@@ -67,12 +73,13 @@ def seed_derivation(
             mesh=mesh.name,
             log=LOG_FILE,
             payload_label=PAYLOAD_LABEL,
+            manifests=carried.name if carried is not None else None,
         )
     return Derivation(
         name=f"seed-{node.name}",
         build=build_seed,
         inputs=inputs,
-        deps=((bundle,) if bundle is not None else ()) + ((mesh,) if lock is not None else ()),
+        deps=tuple(dep for dep in (bundle, mesh if lock is not None else None, carried) if dep is not None),
         sources={f"{name}.j2": templates / f"{name}.j2" for name in names},
         secrets=deriver if lock is not None else None,
         dist_path=f"nodes/{node.name}",
@@ -83,7 +90,8 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
     """The template context: the inputs, plus the secrets and the rendered helper files."""
     context: dict[str, Any] = dict(ctx.inputs)
     if "k3s" not in context:
-        return {**context, "k3s": None}
+        return {**context, "k3s": None, "manifests": []}
+    context["manifests"] = _manifests(ctx.dep(context["manifests"])) if context["manifests"] else []
     pinned = list(context.pop("files"))
     if context["bundle"]:
         bundle = single_file(ctx.dep(context["bundle"]))
@@ -105,6 +113,18 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         for key, name in HELPERS.items()
     }
     return context
+
+
+def _manifests(directory: Path) -> list[dict[str, str]]:
+    """The manifest files, gzipped for user-data; Secrets stay readable by root only."""
+    return [
+        {
+            "name": path.name,
+            "mode": "0600" if path.stem.endswith(SECRET_SUFFIX) else "0644",
+            "gz_b64": base64.b64encode(gzip_bytes(path.read_bytes())).decode(),
+        }
+        for path in sorted(directory.glob("*.yaml"))
+    ]
 
 
 def build_seed(ctx: BuildContext) -> None:

@@ -50,7 +50,7 @@ def test_upstream_errors_name_line_and_key(tmp_path: Path) -> None:
         load_upstream(path)
     line = text.splitlines().index("    image: docker.io/library/couchdb:3.4.3") + 1
     assert [str(p) for p in caught.value.problems] == [
-        f"{path}:{line}: images[5].image: 'docker.io/library/couchdb': name an image by tag; "
+        f"{path}:{line}: images[6].image: 'docker.io/library/couchdb': name an image by tag; "
         "`meshseed lock` pins its digest"
     ]
     assert caught.value.status is ExitStatus.BAD_INPUT

@@ -1,0 +1,292 @@
+"""Cluster manifests: checked by the real validators, pinned by golden files, scaled by size."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.errors import MeshseedError
+from builder.render.tutor import full_config
+from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver
+from tests.conftest import EXAMPLE_SITE, REPO
+from tests.integration.cli import meshseed
+from tests.pinned import write_test_lock
+from tests.tools import require
+from tests.unit.sites import site
+
+GOLDEN = REPO / "tests" / "golden" / "example-site" / "manifests"
+ADDON_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def build_site(root: Path, key: Path, text: str) -> Path:
+    root.mkdir()
+    (root / "site.yaml").write_text(text)
+    write_test_lock(root)
+    result = meshseed("build", cwd=root, master_key=key)
+    assert result.returncode == 0, result.stderr
+    return root / "dist"
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("manifests")
+    key = root / "master.key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    return build_site(root / "site", key, EXAMPLE_SITE.read_text())
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def every_document(dist: Path) -> list[dict[str, Any]]:
+    return [doc for path in sorted((dist / "manifests").glob("*.yaml")) for doc in documents(path)]
+
+
+def config_map_files(dist: Path, manifest: str, name: str, out: Path) -> dict[str, Path]:
+    (config,) = [
+        doc
+        for doc in documents(dist / "manifests" / manifest)
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == name
+    ]
+    files = {}
+    for key, text in config["data"].items():
+        files[key] = out / key
+        files[key].write_text(text)
+    return files
+
+
+def kubernetes_version() -> str:
+    """The Kubernetes release of the pinned k3s (v1.33.4+k3s1 -> 1.33.0)."""
+    upstream = yaml.safe_load((REPO / "images" / "upstream.yaml").read_text())
+    major, minor = upstream["k3s"]["version"].lstrip("v").split(".")[:2]
+    return f"{major}.{minor}.0"
+
+
+def test_every_manifest_passes_kubernetes_validate_strict(example: Path) -> None:
+    files = sorted(str(path) for path in (example / "manifests").glob("*.yaml"))
+    assert len(files) >= 10
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            kubernetes_version(),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
+    assert len(passed) == len(every_document(example))
+
+
+def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
+    require("caddy", "caddy")
+    files = config_map_files(example, "caddy.yaml", "caddy-config", tmp_path)
+    assert set(files) == {"edge.Caddyfile", "issuer.Caddyfile"}
+    for path in files.values():
+        result = subprocess.run(
+            ["caddy", "validate", "--adapter", "caddyfile", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    edge = files["edge.Caddyfile"].read_text()
+    assert "get_certificate http http://caddy-issuer.edge.svc.cluster.local:8444/certificate" in edge
+    assert "learn.campus.example.org, studio.campus.example.org {" in edge
+
+
+def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path) -> None:
+    require("promtool", "prometheus")
+    files = config_map_files(example, "monitoring.yaml", "prometheus-config", tmp_path)
+    # --syntax-only: the service account token and CA exist only inside the pod.
+    for command in (
+        ["check", "config", "--syntax-only", str(files["prometheus.yml"])],
+        ["check", "rules", str(files["alerts.yml"])],
+    ):
+        result = subprocess.run(["promtool", *command], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    rules = yaml.safe_load(files["alerts.yml"].read_text())["groups"][0]["rules"]
+    assert {rule["alert"] for rule in rules} == {
+        "NodeDown",
+        "CouchDBMemberMissing",
+        "BackupTooOld",
+        "CertificateExpiresSoon",
+    }
+    config = yaml.safe_load(files["prometheus.yml"].read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert {"node", "k3s-apiserver", "k3s-kubelet", "couchdb", "caddy"} <= jobs
+
+
+def test_zone_passes_named_checkzone(example: Path) -> None:
+    require("named-checkzone", "bind9-utils")
+    result = subprocess.run(
+        ["named-checkzone", "campus.example.org", str(example / "dns" / "campus.example.org.zone")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_golden_manifests_of_the_example_site(example: Path, update_golden: bool) -> None:
+    public = sorted(p for p in (example / "manifests").glob("*.yaml") if not p.stem.endswith("-secrets"))
+    if update_golden:
+        shutil.rmtree(GOLDEN, ignore_errors=True)
+        GOLDEN.mkdir(parents=True)
+        for path in public:
+            shutil.copy(path, GOLDEN / path.name)
+    assert [p.name for p in public] == sorted(p.name for p in GOLDEN.glob("*.yaml"))
+    for path in public:
+        assert path.read_text() == (GOLDEN / path.name).read_text(), (
+            f"{path.name} differs from its golden file"
+        )
+
+
+def test_workloads_are_pinned_hardened_and_accounted(example: Path) -> None:
+    docs = every_document(example)
+    accounts = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "ServiceAccount"
+    }
+    for doc in docs:
+        spec = pod_spec(doc)
+        if spec is None:
+            continue
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        assert (doc["metadata"]["namespace"], spec["serviceAccountName"]) in accounts, where
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        for container in spec["containers"] + spec.get("initContainers", []):
+            assert re.match(r"^[^@\s]+@sha256:[0-9a-f]{64}$", container["image"]), where
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+            assert container["resources"]["requests"] and container["resources"]["limits"], where
+            if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+                assert "readinessProbe" in container or "startupProbe" in container, where
+                assert "livenessProbe" in container, where
+    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    deny = {
+        d["metadata"]["namespace"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"] == {}
+        and d["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        and "ingress" not in d["spec"]
+    }
+    assert namespaces == deny == {"openedx", "couchdb", "edge", "monitoring", "backup"}
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return dict(doc["spec"]["template"]["spec"])
+    if doc["kind"] == "CronJob":
+        return dict(doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return None
+
+
+def by_name(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+@pytest.mark.parametrize("servers", [3, 5, 7])
+def test_manifests_scale_with_the_server_count(servers: int, tmp_path: Path, master_key_file: Path) -> None:
+    dist = build_site(tmp_path / "site", master_key_file, site(servers=servers))
+    docs = every_document(dist)
+    couchdb = by_name(docs, "StatefulSet", "couchdb")
+    assert couchdb["spec"]["replicas"] == servers
+    anti = couchdb["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert (
+        anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == "kubernetes.io/hostname"
+    )
+    ini = by_name(docs, "ConfigMap", "couchdb-config")["data"]["10-meshseed.ini"]
+    seedlist = re.search(r"^seedlist = (.*)$", ini, re.MULTILINE)
+    assert seedlist is not None
+    assert seedlist.group(1).split(",") == [
+        f"couchdb@couchdb-{i}.couchdb.couchdb.svc.cluster.local" for i in range(servers)
+    ]
+    assert "-proto_dist inet6_tcp" in str(couchdb)
+    for name in ("lms", "cms", "lms-worker", "cms-worker"):
+        deployment = by_name(docs, "Deployment", name)
+        assert deployment["spec"]["replicas"] == servers
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        assert "podAntiAffinity" in deployment["spec"]["template"]["spec"]["affinity"]
+        assert by_name(docs, "PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
+    zone = next((dist / "dns").glob("*.zone")).read_text() if (dist / "dns").exists() else ""
+    if zone:
+        assert len(re.findall(r"^lms\s+IN AAAA", zone, re.MULTILINE)) == servers
+    names = [path.stem for path in (dist / "manifests").glob("*.yaml")]
+    assert len(names) == len(set(names)) and all(ADDON_NAME.match(name) for name in names)
+    images = re.findall(
+        r"^\s+image: (\S+)$",
+        "".join(p.read_text() for p in (dist / "manifests").glob("*.yaml")),
+        re.MULTILINE,
+    )
+    assert images and all("@sha256:" in image for image in images)
+
+
+def derived_values(key: Path, cluster: str, nodes: list[str]) -> list[str]:
+    deriver = SecretDeriver(key.read_bytes(), cluster)
+    values = []
+    for purpose, recipe in RECIPES.items():
+        if recipe.scope is Scope.CLUSTER:
+            values.append(deriver.derive(purpose).text)
+        else:
+            values += [deriver.derive(purpose, node).text for node in nodes]
+    return values
+
+
+def test_no_derived_secret_outside_secret_manifests_and_seeds(example: Path) -> None:
+    key = example.parent.parent / "master.key"
+    values = derived_values(key, "campus", ["edx1", "edx2", "edx3", "vault"])
+    allowed = [example / "nodes", *(example / "manifests").glob("*-secrets.yaml")]
+    found_in_secrets = ""
+    for path in sorted(p for p in example.rglob("*") if p.is_file()):
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        if any(path == a or a in path.parents for a in allowed):
+            found_in_secrets += text
+            continue
+        leaked = [purpose for purpose, value in zip(RECIPES, values, strict=False) if value in text]
+        assert not [v for v in values if v in text], (
+            f"{path.relative_to(example)} holds a derived secret {leaked}"
+        )
+    # The check can fail: the Secrets do hold the values it looks for.
+    assert (
+        SecretDeriver(key.read_bytes(), "campus").derive(Purpose.COUCHDB_ADMIN_PASSWORD).text
+        in found_in_secrets
+    )
+
+
+def test_server_seeds_carry_the_manifests_and_the_backup_node_none(example: Path) -> None:
+    manifests = {p.name: p.read_bytes() for p in (example / "manifests").glob("*.yaml")}
+    for node in ("edx1", "edx2", "edx3"):
+        data = yaml.safe_load((example / "nodes" / node / "user-data").read_text())
+        carried = {
+            Path(entry["path"]).name: gzip.decompress(base64.b64decode(entry["content"]))
+            for entry in data["write_files"]
+            if entry["path"].startswith("/var/lib/meshseed/manifests/")
+        }
+        assert carried == manifests
+        modes = {
+            Path(e["path"]).name: e["permissions"] for e in data["write_files"] if "manifests" in e["path"]
+        }
+        assert modes["couchdb-secrets.yaml"] == "0600" and modes["couchdb.yaml"] == "0644"
+    vault = (example / "nodes" / "vault" / "user-data").read_text()
+    assert "/var/lib/meshseed/manifests/" not in vault
+
+
+def test_tutor_refuses_to_invent_a_value() -> None:
+    with pytest.raises(MeshseedError, match=r"would invent random values for .*MYSQL_ROOT_PASSWORD"):
+        full_config({"PLUGINS": [], "PLUGIN_INDEXES": [], "ID": "x"})

@@ -20,7 +20,8 @@ from builder.lock import (
     read_lock,
     stale_lock_error,
 )
-from builder.plan import BuildSettings, plan
+from builder.plan import BuildSettings, pinned_images, plan
+from builder.render.manifests import BACKUP_IMAGE, missing_images
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
 from builder.store.derivation import Derivation
@@ -111,8 +112,24 @@ def load(request: Request) -> Loaded:
     images = own_images(request, airgap) if request.images else None
     pins = airgap.lock if airgap is not None else node_pins(request)
     settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, pins=pins)
-    warnings = () if pins is not None else (NO_PINS_WARNING,)
+    warnings = (() if pins is not None else (NO_PINS_WARNING,)) + manifest_warnings(pins)
     return Loaded(site, closure(plan(site, settings)), Store(request.store), warnings)
+
+
+def manifest_warnings(pins: Lock | None) -> tuple[str, ...]:
+    images = pinned_images(pins)
+    missing = missing_images(images)
+    if missing:
+        return (
+            f"images.lock pins no {', '.join(missing)} image yet, so dist/manifests is not made; "
+            "run `meshseed lock` where the registries are reachable",
+        )
+    if BACKUP_IMAGE not in images:
+        return (
+            "images.lock pins no backup image yet, so the CouchDB backup CronJob is left out "
+            "(the MySQL and MongoDB ones use their upstream images)",
+        )
+    return ()
 
 
 def own_images(request: Request, airgap: AirgapSettings | None) -> OwnImages:

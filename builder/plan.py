@@ -10,10 +10,11 @@ from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import Lock
 from builder.render.dns import zone_derivation
-from builder.render.manifests import manifests_derivation, missing_images
+from builder.render.manifests import BACKUP_IMAGE, manifests_derivation, missing_images
 from builder.render.node import NodePlan, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
+from builder.render.tutor import check_openedx_release
 from builder.secrets import SecretDeriver
 from builder.site import Site
 from builder.store.derivation import BuildContext, Derivation
@@ -108,11 +109,12 @@ def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> 
     images = pinned_images(settings.pins)
     if missing_images(images):
         return None
+    check_openedx_release(settings.pins.images["openedx"].reference if settings.pins else "")
     return manifests_derivation(
         site,
         overlays={name: str(identity.overlay_address) for name, identity in node_plan.identities.items()},
         images=images,
-        backup_image=images.get("backup"),
+        backup_image=images.get(BACKUP_IMAGE),
         templates=settings.templates,
         deriver=settings.deriver,
     )

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from builder.lock import Lock, LockedFile, LockedImage, load_upstream, write_lock
-from tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_sha256(name: str) -> str:

@@ -1,4 +1,4 @@
-"""Build the example site twice under different conditions and demand identical dist/ trees.
+"""Build the example site three times under different conditions and demand identical dist/ trees.
 
 Run by `nox -s repro`. The builds differ in working and output directory, TZ, LANG and
 LC_ALL, umask, PYTHONHASHSEED, --jobs, hostname (with `unshare --uts`, as root) and
@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.pinned import write_test_lock  # noqa: E402 - needs ROOT on the path
+
 MASTER_KEY = bytes(range(32))
 
 
@@ -90,6 +94,8 @@ def main() -> int:
         for directory in (first_dir, second_dir):
             directory.mkdir(parents=True)
             shutil.copy(ROOT / "site.yaml", directory / "site.yaml")
+            # Test pins, so that full seeds and the manifests (Tutor included) are built too.
+            write_test_lock(directory)
         variants = [
             Variant(
                 "cold, UTC",

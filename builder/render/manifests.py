@@ -68,6 +68,8 @@ SECRET_SUFFIX = "-secrets"
 ADDON_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DIGEST_REFERENCE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 BACKUP_PATH = "/var/lib/meshseed/backups"
+# Our own backup agent's image, once `meshseed publish` has pinned it in images.lock.
+BACKUP_IMAGE = "backup"
 ACME_DIRECTORY = "acme-v02.api.letsencrypt.org-directory"
 
 

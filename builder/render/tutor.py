@@ -120,6 +120,16 @@ def _check_versions() -> None:
         )
 
 
+def check_openedx_release(reference: str) -> None:
+    """The openedx image must be the one this Tutor release configures."""
+    tag = reference.rpartition(":")[2]
+    if tag != TUTOR_VERSION:
+        raise MeshseedError(
+            f"images/upstream.yaml: openedx is {reference}, but Open edX is configured by Tutor "
+            f"{TUTOR_VERSION}; pin its image (overhangio/openedx:{TUTOR_VERSION}) or change the Tutor pin"
+        )
+
+
 def full_config(user: dict[str, Any]) -> dict[str, Any]:
     """Tutor's full config over `user`, refusing any key Tutor would fill with a random value."""
     from tutor import config as tutor_config  # noqa: PLC0415

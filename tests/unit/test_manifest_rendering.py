@@ -1,0 +1,72 @@
+"""Manifest rendering rules that need no external tool."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import MeshseedError
+from builder.render.flows import flows, policies
+from builder.render.manifests import check_manifest
+from builder.render.ports import Ports
+from builder.render.templates import environment, render
+from builder.render.tutor import check_openedx_release, jwt_private_key
+from tests.conftest import REPO
+
+TEMPLATES = REPO / "cloud-init" / "manifests"
+
+
+def test_a_missing_value_names_the_template_and_the_key() -> None:
+    env = environment((("couchdb.ini.j2", (TEMPLATES / "couchdb.ini.j2").read_text()),))
+    with pytest.raises(
+        MeshseedError, match=r"cloud-init/manifests/couchdb.ini.j2:\d+: missing value: .*'couchdb'"
+    ):
+        render(env, "couchdb.ini.j2", {}, origin="cloud-init/manifests/couchdb.ini.j2")
+
+
+def test_an_image_by_tag_is_refused() -> None:
+    pod = {"kind": "Deployment", "spec": {"containers": [{"image": "docker.io/library/redis:7"}]}}
+    with pytest.raises(
+        MeshseedError, match=r"manifests/redis.yaml: image docker.io/library/redis:7 is not pinned"
+    ):
+        check_manifest("redis", [pod], "", [])
+
+
+def test_a_secret_outside_a_secret_file_is_refused() -> None:
+    with pytest.raises(MeshseedError, match="a derived secret appears outside a Secret"):
+        check_manifest("couchdb", [{"kind": "ConfigMap"}], "password: hunter2hunter2", ["hunter2hunter2"])
+    with pytest.raises(MeshseedError, match="holds more than Secrets"):
+        check_manifest("couchdb-secrets", [{"kind": "ConfigMap"}], "", [])
+    with pytest.raises(MeshseedError, match="not an RFC 1123 name"):
+        check_manifest("CouchDB_main", [], "", [])
+
+
+def test_the_openedx_image_must_match_the_tutor_release() -> None:
+    check_openedx_release("docker.io/overhangio/openedx:22.0.3")
+    with pytest.raises(
+        MeshseedError, match=r"openedx is docker.io/overhangio/openedx:21.0.0, but .* Tutor 22.0.3"
+    ):
+        check_openedx_release("docker.io/overhangio/openedx:21.0.0")
+
+
+def test_the_jwt_key_is_derived_not_random() -> None:
+    first, again, other = jwt_private_key(b"a" * 32), jwt_private_key(b"a" * 32), jwt_private_key(b"b" * 32)
+    assert first == again != other
+    assert first.startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_each_flow_opens_both_ends() -> None:
+    all_flows = flows(Ports(), node_addresses=["fd00::1"], cluster_prefix="fd00::/48", backup=True)
+    rendered = {(p["namespace"], p["name"]): p for p in policies(all_flows)}
+    edge_out = rendered["edge", "caddy-edge-egress"]["egress"]
+    lms_in = rendered["openedx", "lms-ingress"]["ingress"]
+    assert {
+        "peers": [{"cidr": None, "except": [], "namespace": "openedx", "name": "lms"}],
+        "ports": (8000,),
+    } in edge_out
+    assert {
+        "peers": [{"cidr": None, "except": [], "namespace": "edge", "name": "caddy-edge"}],
+        "ports": (8000,),
+    } in lms_in
+    # The internet never includes the cluster's own prefix.
+    issuer_out = rendered["edge", "caddy-issuer-egress"]["egress"]
+    assert any(rule["peers"][0]["except"] == ["fd00::/48"] for rule in issuer_out)

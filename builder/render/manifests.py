@@ -47,6 +47,7 @@ HELPER_TEMPLATES = {
     "couchdb-setup.sh": "couchdb-setup.sh.j2",
     "edge.Caddyfile": "edge.Caddyfile.j2",
     "issuer.Caddyfile": "issuer.Caddyfile.j2",
+    "cert-sync.sh": "cert-sync.sh.j2",
     "prometheus.yml": "prometheus.yml.j2",
     "alerts.yml": "alerts.yml.j2",
     "backup-snapshot.sh": "backup-snapshot.sh.j2",
@@ -141,6 +142,9 @@ def manifests_inputs(
             "acme_directory": ACME_DIRECTORY,
             "issuer_http": f"caddy-issuer.edge.svc.cluster.local:{ports.caddy_http}",
             "certificate_url": f"http://caddy-issuer.edge.svc.cluster.local:{ports.certificate}/certificate",
+            "local_certificate_port": ports.local_certificate,
+            "certificate_copies": "/certs",
+            "sync_seconds": 300,
             "sites": [
                 {
                     "name": "lms",
@@ -279,7 +283,10 @@ def build_manifests(ctx: BuildContext) -> None:
     }
     context["caddy"] = {
         **inputs["caddy"],
-        "config_sha256": {role: _digest(files[f"{role}.Caddyfile"]) for role in ("edge", "issuer")},
+        "config_sha256": {
+            "edge": _digest(files["edge.Caddyfile"], files["cert-sync.sh"]),
+            "issuer": _digest(files["issuer.Caddyfile"]),
+        },
     }
     context["monitoring"] = {
         **inputs["monitoring"],

@@ -12,6 +12,8 @@ class Ports:
     caddy_https: int = 8443
     caddy_metrics: int = 9180
     certificate: int = 8444
+    # The edge Caddy's own copies, on ::1 inside its pod.
+    local_certificate: int = 8445
     openedx: int = 8000
     mysql: int = 3306
     mongodb: int = 27017

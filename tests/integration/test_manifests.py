@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import re
 import shutil
 import subprocess
@@ -96,8 +97,8 @@ def test_every_manifest_passes_kubernetes_validate_strict(example: Path) -> None
 def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
     require("caddy", "caddy")
     files = config_map_files(example, "caddy.yaml", "caddy-config", tmp_path)
-    assert set(files) == {"edge.Caddyfile", "issuer.Caddyfile"}
-    for path in files.values():
+    assert set(files) == {"edge.Caddyfile", "issuer.Caddyfile", "cert-sync.sh"}
+    for path in (files["edge.Caddyfile"], files["issuer.Caddyfile"]):
         result = subprocess.run(
             ["caddy", "validate", "--adapter", "caddyfile", "--config", str(path)],
             capture_output=True,
@@ -106,7 +107,19 @@ def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
     edge = files["edge.Caddyfile"].read_text()
-    assert "get_certificate http http://caddy-issuer.edge.svc.cluster.local:8444/certificate" in edge
+    # Handshakes read the pod's own copies; only the sync loop talks to the issuer.
+    assert "get_certificate http http://localhost:8445/certificate" in edge
+    assert "http://caddy-issuer.edge.svc.cluster.local:8444/certificate" in files["cert-sync.sh"].read_text()
+    adapted = subprocess.run(
+        ["caddy", "adapt", "--adapter", "caddyfile", "--config", str(files["edge.Caddyfile"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    policies = json.loads(adapted.stdout)["apps"]["tls"]["automation"]["policies"]
+    assert [p["get_certificate"][0]["url"] for p in policies if "get_certificate" in p] == [
+        "http://localhost:8445/certificate"
+    ]
     assert "learn.campus.example.org, studio.campus.example.org {" in edge
 
 

@@ -33,9 +33,12 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
     install(session, "lint")
-    session.run("ruff", "check", "builder", "tests", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "builder", "tests", "bench", "noxfile.py")
+    paths = ["builder", "tests", "bench", "images/backup/agent", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("mypy", "builder", *session.posargs)
+    # The backup agent runs in its own image, on the standard library alone.
+    session.run("mypy", "images/backup/agent/backup_agent")
 
 
 @nox.session(name="build-images")

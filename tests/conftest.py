@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-# The registry, test images and containerd fixtures of the OCI tests, and the local
-# Debian archive of the own-image tests.
-pytest_plugins = ["tests.integration.oci_fixtures", "tests.integration.debian_fixtures"]
+# The registry, test images and containerd fixtures of the OCI tests, the local Debian
+# archive of the own-image tests, and the CouchDB-API servers of the backup tests.
+pytest_plugins = [
+    "tests.integration.oci_fixtures",
+    "tests.integration.debian_fixtures",
+    "tests.backup.couchdb_fixtures",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SITE = REPO / "site.yaml"

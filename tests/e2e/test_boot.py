@@ -17,9 +17,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from builder.det.iso9660 import IsoFile, write_iso
+from builder.render.tutor import TUTOR_VERSION
 from tests.conftest import REPO
 from tests.e2e.doubles import INSTALL, K3S, mycelium_archive
 from tests.e2e.guest import guest
@@ -60,7 +62,17 @@ nodes:
         [("s1", "server"), ("s2", "server"), ("s3", "server"), ("b1", "backup")], start=1
     )
 )
-UPSTREAM = upstream_yaml("[linux/amd64]")
+UPSTREAM = upstream_yaml("[linux/amd64]", cluster_images=True)
+
+
+def tag_image(registry: Registry, image: TestImage, tag: str) -> None:
+    """Give the registry's `image` a second tag, as a push of the same manifest would."""
+    url = f"{registry.url}/v2/{image.repository}/manifests"
+    manifest = httpx.get(f"{url}/{image.tag}", headers={"Accept": image.media_type}, timeout=30)
+    manifest.raise_for_status()
+    httpx.put(
+        f"{url}/{tag}", content=manifest.content, headers={"Content-Type": image.media_type}, timeout=30
+    ).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +88,7 @@ def project(
     """A site, its lock (doubles as binaries) and its --airgap build."""
     root = tmp_path / "project"
     root.mkdir()
+    tag_image(registry, test_images["hello"], TUTOR_VERSION)
     (root / "site.yaml").write_text(SITE)
     (root / "upstream.yaml").write_text(UPSTREAM)
     nodes = json.loads(meshseed("nodes", "--json", cwd=root, master_key=master_key_file).stdout)
@@ -161,6 +174,13 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         assert "--key-file /etc/mycelium/priv_key.bin --tun-name mycelium --peers" in args
         config = vm.read("/var/lib/meshseed-test/k3s-config.yaml")
         assert f"node-ip: {overlay[vm.name]}" in config
+    manifests = sorted((project.parent / "manifests").glob("*.yaml"))
+    assert len(manifests) >= 10
+    for vm in (first, second):
+        for manifest in manifests:
+            # The same bytes on every server, where k3s applies them.
+            assert vm.read(f"/var/lib/rancher/k3s/server/manifests/{manifest.name}") == manifest.read_text()
+        assert vm.stat("/var/lib/rancher/k3s/server/manifests/couchdb-secrets.yaml")[0] == 0o600
     assert "cluster-init: true" in first.read("/var/lib/meshseed-test/k3s-config.yaml")
     assert f"server: https://[{overlay['s1']}]:6443" in second.read("/var/lib/meshseed-test/k3s-config.yaml")
     joined = second.read("/var/lib/meshseed-test/join.log")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from builder.render.manifests import IMAGES
+from builder.render.tutor import TUTOR_VERSION
+
 REGISTRY = "registry.meshseed.test"
 K3S_VERSION = "v1.33.4+k3s1"
 MYCELIUM_VERSION = "v0.6.1"
@@ -12,9 +15,11 @@ MYCELIUM_PATH = f"github.com/threefoldtech/mycelium/releases/download/{MYCELIUM_
 IMAGES_LIST = f"{REGISTRY}/meshseed-test/busybox:1\n".encode()
 
 
-def upstream_yaml(platforms: str = "[linux/amd64, linux/arm64]") -> str:
-    """k3s (whose images list names the test busybox), Mycelium and the test `hello` image."""
-    return f"""\
+def upstream_yaml(platforms: str = "[linux/amd64, linux/arm64]", *, cluster_images: bool = False) -> str:
+    """k3s (whose images list names the test busybox), Mycelium and the test `hello` image;
+    with `cluster_images`, also every image the manifests run, each the test `hello` (the
+    openedx one under Tutor's release tag, which the registry must then also hold)."""
+    text = f"""\
 platforms: {platforms}
 k3s:
   version: {K3S_VERSION}
@@ -30,3 +35,7 @@ images:
     image: {REGISTRY}/meshseed-test/hello:1
     roles: [server]
 """
+    for name in IMAGES if cluster_images else ():
+        tag = TUTOR_VERSION if name == "openedx" else "1"
+        text += f"  - name: {name}\n    image: {REGISTRY}/meshseed-test/hello:{tag}\n    roles: [server]\n"
+    return text

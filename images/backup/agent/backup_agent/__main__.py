@@ -1,51 +1,115 @@
-"""Command line of the backup agent. For now: its version, and a reachability check."""
+"""Command line of the backup agent: dump, restore, verify and rotate CouchDB snapshots.
+
+Exit status: 0 on success, 1 when something failed, 2 for bad input (as argparse does).
+Credentials come from the URL or COUCHDB_USER/COUCHDB_PASSWORD and are never printed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
-import urllib.error
-import urllib.request
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
 from backup_agent import __version__
+from backup_agent.couch import Couch, CouchError
+from backup_agent.dump import dump_server
+from backup_agent.restore import NotEmptyError, restore
+from backup_agent.rotation import Retention, rotate_tree
+from backup_agent.snapshot import SnapshotError, verify, write_metric
 
-
-def _redacted(url: str) -> str:
-    """The URL without credentials, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+FAILED, BAD_INPUT = 1, 2
 
 
 def check(url: str, timeout: float) -> int:
     """Exit 0 if `url` answers as a CouchDB (or CouchDB-API) server does, else 1."""
-    request = urllib.request.Request(url.rstrip("/") + "/", headers={"Accept": "application/json"})
+    couch = Couch(url, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the operator's URL
-            body = json.loads(response.read().decode())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        print(f"backup: cannot reach CouchDB at {_redacted(url)}: {error}", file=sys.stderr)
-        return 1
-    if not isinstance(body, dict) or "couchdb" not in body:
-        print(f"backup: {_redacted(url)} answered, but not as CouchDB does", file=sys.stderr)
-        return 1
-    print(f"backup: reached CouchDB {body.get('version', '?')} at {_redacted(url)}")
+        body = couch.json("GET", "/")
+    except (CouchError, OSError, ValueError) as error:
+        print(f"backup: cannot reach CouchDB at {couch.url}: {error}", file=sys.stderr)
+        return FAILED
+    if not isinstance(body, dict) or not ({"couchdb", "express-pouchdb"} & set(body)):
+        print(f"backup: {couch.url} answered, but not as CouchDB does", file=sys.stderr)
+        return FAILED
+    print(f"backup: reached CouchDB {body.get('version', '?')} at {couch.url}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="backup", description="The meshseed backup agent.")
-    parser.add_argument("--version", action="version", version=f"backup {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="backup", description="The meshseed backup agent.")
+    root.add_argument("--version", action="version", version=f"backup {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+    url_help = "CouchDB URL, e.g. http://couchdb:5984 (credentials: COUCHDB_USER, COUCHDB_PASSWORD)"
+
     reach = commands.add_parser("check", help="check that a CouchDB URL can be reached")
-    reach.add_argument("--url", required=True, help="CouchDB URL, e.g. http://admin:secret@couchdb:5984")
+    reach.add_argument("--url", required=True, help=url_help)
     reach.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args(argv)
-    return check(args.url, args.timeout)
+
+    dump = commands.add_parser("couchdb", help="dump every database into a new snapshot under --out")
+    dump.add_argument("--url", required=True, help=url_help)
+    dump.add_argument(
+        "--out", type=Path, required=True, help="the backup tree; the snapshot is OUT/<UTC time>"
+    )
+    dump.add_argument("--db", action="append", help="only this database (repeatable)")
+    dump.add_argument("--metrics", type=Path, help="directory for the last-success metric (node-exporter)")
+
+    back = commands.add_parser("restore", help="restore a snapshot into empty databases")
+    back.add_argument("--from", dest="snapshot", type=Path, required=True, help="the snapshot directory")
+    back.add_argument("--url", required=True, help=url_help)
+    back.add_argument("--db", help="only this database")
+    back.add_argument("--force", action="store_true", help="restore into databases that hold documents")
+
+    check_ = commands.add_parser("verify", help="re-hash every file of a snapshot against its manifest")
+    check_.add_argument("snapshot", type=Path)
+
+    rotate = commands.add_parser("rotate", help="delete snapshots outside the retention (restic forget)")
+    rotate.add_argument("--root", type=Path, required=True, help="the backup tree")
+    for rule, default in (("daily", 7), ("weekly", 4), ("monthly", 12)):
+        rotate.add_argument(f"--{rule}", type=int, default=default, metavar="N")
+    rotate.add_argument("--dry-run", action="store_true")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (SnapshotError, NotEmptyError) as error:
+        print(f"backup: {error}", file=sys.stderr)
+        return FAILED
+    except CouchError as error:
+        print(f"backup: {error}", file=sys.stderr)
+        return FAILED
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return check(args.url, args.timeout)
+    if args.command == "couchdb":
+        now = dt.datetime.now(dt.UTC)
+        snapshot = dump_server(Couch(args.url), args.out, now, args.db)
+        if args.metrics:
+            write_metric(args.metrics, "couchdb", now)
+        print(f"backup: wrote {snapshot}")
+        return 0
+    if args.command == "restore":
+        names = restore(Couch(args.url), args.snapshot, only=args.db, force=args.force)
+        print(f"backup: restored {', '.join(names)} from {args.snapshot}")
+        return 0
+    if args.command == "verify":
+        manifest = verify(args.snapshot)
+        print(f"backup: {args.snapshot} is intact ({len(manifest['files'])} files)")
+        return 0
+    if min(args.daily, args.weekly, args.monthly) < 0:
+        print("backup: retention counts cannot be negative", file=sys.stderr)
+        return BAD_INPUT
+    kept, deleted = rotate_tree(
+        args.root, Retention(args.daily, args.weekly, args.monthly), dry_run=args.dry_run
+    )
+    print(json.dumps({"kept": kept, "deleted": deleted, "dry_run": args.dry_run}))
+    return 0
 
 
 if __name__ == "__main__":

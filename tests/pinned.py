@@ -7,7 +7,6 @@ checked here, where the real registries and GitHub cannot be reached.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 from builder.lock import Lock, LockedFile, LockedImage, load_upstream, write_lock
@@ -22,10 +21,20 @@ def test_sha256(name: str) -> str:
 test_sha256.__test__ = False  # type: ignore[attr-defined]
 
 
-def write_test_lock(root: Path) -> Lock:
-    """Copy upstream.yaml into root/images and write root/images.lock pinning it with test values."""
+# Our published backup image, as an operator lists it in upstream.yaml once it is pushed.
+BACKUP_IMAGE_ENTRY = """\
+  - name: backup
+    image: registry.example.org/meshseed/backup:0.1.0
+    roles: [backup]
+"""
+
+
+def write_test_lock(root: Path, *, extra_images: str = "") -> Lock:
+    """Copy upstream.yaml (plus `extra_images` entries) into root/images and write
+    root/images.lock pinning it with test values."""
     (root / "images").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "images" / "upstream.yaml", root / "images" / "upstream.yaml")
+    text = (REPO / "images" / "upstream.yaml").read_text() + extra_images
+    (root / "images" / "upstream.yaml").write_text(text)
     upstream = load_upstream(root / "images" / "upstream.yaml")
     binaries = {name: LockedFile(url, test_sha256(name), 1000) for name, url in upstream.binaries().items()}
     images = {

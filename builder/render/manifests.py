@@ -25,6 +25,7 @@ from builder.render.ports import Ports
 from builder.render.templates import environment, render
 from builder.secrets import Purpose, SecretDeriver
 from builder.site import Role, Site
+from builder.site.model import Retention
 from builder.store.derivation import BuildContext, Derivation
 
 # Upstream images the manifests run; images.lock must pin each of them.
@@ -165,13 +166,15 @@ def manifests_inputs(
             "backup_max_age_hours": 26,
             "certificate_min_days": 14,
         },
-        "backup": _backup_inputs(backups[0].name, images, backup_image, ports) if backups else None,
+        "backup": _backup_inputs(backups[0].name, images, backup_image, ports, site.backups.retention)
+        if backups
+        else None,
     }
     return inputs
 
 
 def _backup_inputs(
-    node: str, images: Mapping[str, str], backup_image: str | None, ports: Ports
+    node: str, images: Mapping[str, str], backup_image: str | None, ports: Ports, retention: Retention
 ) -> dict[str, Any]:
     snapshot = ["sh", "-eu", "/scripts/snapshot.sh"]
     jobs: list[dict[str, Any]] = [
@@ -182,6 +185,7 @@ def _backup_inputs(
             "schedule": "15 2 * * *",
             "command": [*snapshot, "mysql"],
             "args": [],
+            "env": {},
             "credentials": {"MYSQL_ROOT_PASSWORD": "mysql-root-password"},
         },
         {
@@ -191,6 +195,7 @@ def _backup_inputs(
             "schedule": "45 2 * * *",
             "command": [*snapshot, "mongodb"],
             "args": [],
+            "env": {},
             "credentials": {},
         },
     ]
@@ -213,8 +218,31 @@ def _backup_inputs(
                     "--metrics",
                     "/backups/metrics",
                 ],
+                "env": {"COUCHDB_USER": "admin"},
                 "credentials": {"COUCHDB_PASSWORD": "couchdb-password"},
             },
+        )
+        kinds = [job["kind"] for job in jobs]
+        jobs.append(
+            {
+                "kind": "rotate",
+                "image": backup_image,
+                "uid": 1000,
+                "schedule": "30 4 * * *",
+                "command": [],
+                "args": [
+                    "rotate",
+                    *(argument for kind in kinds for argument in ("--root", f"/backups/{kind}")),
+                    "--daily",
+                    str(retention.daily),
+                    "--weekly",
+                    str(retention.weekly),
+                    "--monthly",
+                    str(retention.monthly),
+                ],
+                "env": {},
+                "credentials": {},
+            }
         )
     return {
         "namespace": "backup",

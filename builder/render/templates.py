@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
@@ -24,8 +24,14 @@ def _tojson(value: Any) -> str:
 @functools.lru_cache(maxsize=32)
 def environment(templates: tuple[tuple[str, str], ...]) -> jinja2.Environment:
     """An environment over (name, text) pairs; cached, so each template compiles once."""
+    sources = dict(templates)
+
+    def load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        # The name doubles as the file name, so tracebacks (and _line) can find the template.
+        return None if name not in sources else (sources[name], name, lambda: True)
+
     env = jinja2.Environment(
-        loader=jinja2.DictLoader(dict(templates)),
+        loader=jinja2.FunctionLoader(load),
         cache_size=len(templates),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

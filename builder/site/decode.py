@@ -102,9 +102,8 @@ class Decoder:
             base, *extras = typing.get_args(hint)
             scalar = next(e for e in extras if isinstance(e, Scalar))
             return self._scalar(scalar, base, node, path)
-        if hint is str:
-            text = self._string(node, path)
-            return INVALID if text is None else text
+        if hint in (str, int):
+            return self._plain(hint, node, path, meta)
         if typing.get_origin(hint) is tuple:
             return self._sequence(typing.get_args(hint)[0], node, path, meta)
         if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
@@ -122,6 +121,23 @@ class Decoder:
         hint = "quote it" if isinstance(node, yaml.ScalarNode) and node.value else None
         self.report(line_of(node), path, f"expected a string, got {describe(node)}", hint)
         return None
+
+    def _plain(self, hint: type, node: yaml.Node, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if hint is str:
+            text = self._string(node, path)
+            return INVALID if text is None else text
+        return self._integer(node, path, meta)
+
+    def _integer(self, node: yaml.Node, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int"):
+            self.report(line_of(node), path, f"expected an integer, got {describe(node)}")
+            return INVALID
+        value = int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+        minimum = meta.get("minimum")
+        if minimum is not None and value < minimum:
+            self.report(line_of(node), path, f"must be at least {minimum}, not {value}")
+            return INVALID
+        return value
 
     def _scalar(self, scalar: Scalar, base: type, node: yaml.Node, path: str) -> Any:
         text = self._string(node, path)

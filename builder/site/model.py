@@ -71,6 +71,37 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How many snapshots to keep, as restic's forget counts: the newest of each of the last N
+    days, ISO weeks and months that have one (in UTC); a snapshot any rule keeps stays."""
+
+    daily: int = field(default=7, metadata=_doc("Days to keep a snapshot of.", minimum=0))
+    weekly: int = field(
+        default=4, metadata=_doc("Weeks (Monday to Sunday) to keep a snapshot of.", minimum=0)
+    )
+    monthly: int = field(default=12, metadata=_doc("Months to keep a snapshot of.", minimum=0))
+
+
+def _local_retention() -> Retention:
+    return Retention(daily=7, weekly=8, monthly=24)
+
+
+@dataclass(frozen=True)
+class Backups:
+    """Retention of the backups: on the backup node, and on the operator's machine."""
+
+    retention: Retention = field(
+        default_factory=Retention, metadata=_doc("On the backup node (its rotation CronJob).")
+    )
+    local_retention: Retention = field(
+        default_factory=_local_retention,
+        metadata=_doc(
+            "On the operator's machine, for `meshseed backup pull` (daily 7, weekly 8, monthly 24)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Site:
     """A whole site: one cluster, its names and its nodes."""
 
@@ -86,6 +117,9 @@ class Site:
         metadata=_doc(
             "Authoritative nameservers of the domain; with them, dist/dns/<domain>.zone is written."
         ),
+    )
+    backups: Backups = field(
+        default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")
     )
     source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
 

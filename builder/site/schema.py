@@ -36,12 +36,14 @@ def _object_schema(cls: type, defs: dict[str, JsonSchema]) -> JsonSchema:
         prop = _type_schema(hints[spec.name], defs)
         if "min_items" in spec.metadata:
             prop["minItems"] = spec.metadata["min_items"]
+        if "minimum" in spec.metadata:
+            prop["minimum"] = spec.metadata["minimum"]
         if "doc" in spec.metadata:
             prop["description"] = spec.metadata["doc"]
         if spec.default is not dataclasses.MISSING:
             if spec.default is not None:
                 prop["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-        else:
+        elif spec.default_factory is dataclasses.MISSING:
             required.append(spec.name)
         properties[spec.name] = prop
     return {
@@ -61,6 +63,8 @@ def _type_schema(hint: Any, defs: dict[str, JsonSchema]) -> JsonSchema:
         return dict(scalar.schema)
     if hint is str:
         return {"type": "string"}
+    if hint is int:
+        return {"type": "integer"}
     if typing.get_origin(hint) is tuple:
         return {"type": "array", "items": _type_schema(typing.get_args(hint)[0], defs)}
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):

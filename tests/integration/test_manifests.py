@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,9 +19,10 @@ import yaml
 from builder.errors import MeshseedError
 from builder.render.tutor import full_config
 from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver
+from tests.backup.couchdb_fixtures import agent
 from tests.conftest import EXAMPLE_SITE, REPO
 from tests.integration.cli import meshseed
-from tests.pinned import write_test_lock
+from tests.pinned import BACKUP_IMAGE_ENTRY, write_test_lock
 from tests.tools import require
 from tests.unit.sites import site
 
@@ -303,3 +305,78 @@ def test_server_seeds_carry_the_manifests_and_the_backup_node_none(example: Path
 def test_tutor_refuses_to_invent_a_value() -> None:
     with pytest.raises(MeshseedError, match=r"would invent random values for .*MYSQL_ROOT_PASSWORD"):
         full_config({"PLUGINS": [], "PLUGIN_INDEXES": [], "ID": "x"})
+
+
+def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    text = EXAMPLE_SITE.read_text() + "backups:\n  retention: {daily: 10, weekly: 5, monthly: 6}\n"
+    (root / "site.yaml").write_text(text)
+    write_test_lock(root, extra_images=BACKUP_IMAGE_ENTRY)
+    result = meshseed("build", cwd=root, master_key=master_key_file)
+    assert result.returncode == 0, result.stderr
+    assert "pins no backup image" not in result.stderr
+    docs = every_document(root / "dist")
+    couchdb = by_name(docs, "CronJob", "backup-couchdb")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = couchdb["containers"]
+    assert container["image"].startswith("registry.example.org/meshseed/backup@sha256:")
+    assert container["args"][:3] == ["couchdb", "--url", "http://couchdb-api.couchdb.svc.cluster.local:5984"]
+    assert couchdb["nodeSelector"] == {"meshseed/role": "backup"}
+    assert couchdb["tolerations"][0]["effect"] == "NoSchedule"
+    rotate = by_name(docs, "CronJob", "backup-rotate")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    args = rotate["containers"][0]["args"]
+    assert args[args.index("--daily") + 1 :] == ["10", "--weekly", "5", "--monthly", "6"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--root"] == [
+        "/backups/couchdb",
+        "/backups/mysql",
+        "/backups/mongodb",
+    ]
+    files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))
+    validated = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            kubernetes_version(),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert validated.returncode == 0, validated.stdout
+
+
+def test_the_datastore_snapshot_script_writes_a_manifest_the_agent_verifies(
+    example: Path, tmp_path: Path
+) -> None:
+    files = config_map_files(example, "backup.yaml", "backup-scripts", tmp_path)
+    # A clearly named stand-in for the mysql image's own mysqldump, which is not installed here.
+    tools = tmp_path / "stand-ins"
+    tools.mkdir()
+    (tools / "mysqldump").write_text("#!/bin/sh\necho '-- stand-in dump'\necho 'CREATE TABLE t (x INT);'\n")
+    (tools / "mysqldump").chmod(0o755)
+    backups = tmp_path / "backups"
+    env = {
+        **os.environ,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "BACKUP_ROOT": str(backups),
+        "MYSQL_ROOT_PASSWORD": "x",
+    }
+    result = subprocess.run(
+        ["sh", "-eu", str(files["snapshot.sh"]), "mysql"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (snapshot,) = (backups / "mysql").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z", snapshot.name)
+    verified = agent("verify", str(snapshot))
+    assert verified.returncode == 0, verified.stderr
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    assert manifest["kind"] == "mysql" and list(manifest["files"]) == ["all-databases.sql.gz"]
+    assert 'kind="mysql"' in (backups / "metrics" / "mysql.prom").read_text()

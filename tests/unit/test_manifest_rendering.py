@@ -18,7 +18,7 @@ TEMPLATES = REPO / "cloud-init" / "manifests"
 def test_a_missing_value_names_the_template_and_the_key() -> None:
     env = environment((("couchdb.ini.j2", (TEMPLATES / "couchdb.ini.j2").read_text()),))
     with pytest.raises(
-        MeshseedError, match=r"cloud-init/manifests/couchdb.ini.j2:\d+: missing value: .*'couchdb'"
+        MeshseedError, match=r"cloud-init/manifests/couchdb.ini.j2:[1-9]\d*: missing value: .*'couchdb'"
     ):
         render(env, "couchdb.ini.j2", {}, origin="cloud-init/manifests/couchdb.ini.j2")
 

@@ -65,7 +65,9 @@ def parser() -> argparse.ArgumentParser:
     check_.add_argument("snapshot", type=Path)
 
     rotate = commands.add_parser("rotate", help="delete snapshots outside the retention (restic forget)")
-    rotate.add_argument("--root", type=Path, required=True, help="the backup tree")
+    rotate.add_argument(
+        "--root", type=Path, action="append", required=True, help="a backup tree (repeatable: one per kind)"
+    )
     for rule, default in (("daily", 7), ("weekly", 4), ("monthly", 12)):
         rotate.add_argument(f"--{rule}", type=int, default=default, metavar="N")
     rotate.add_argument("--dry-run", action="store_true")

@@ -33,7 +33,12 @@ def dump_server(couch: Couch, root: Path, now: dt.datetime, only: list[str] | No
         names = only if only else couch.json("GET", "/_all_dbs")
         databases = [dump_database(couch, name, writer) for name in sorted(names)]
         return writer.commit(
-            {"created": now.astimezone(dt.UTC).isoformat(), "source": couch.url, "databases": databases}
+            {
+                "kind": "couchdb",
+                "created": now.astimezone(dt.UTC).isoformat(),
+                "source": couch.url,
+                "databases": databases,
+            }
         )
 
 

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-FORMAT = "meshseed-couchdb-backup/1"
+# Shared by every kind of snapshot (couchdb here; mysql and mongodb from their CronJobs).
+FORMAT = "meshseed-backup/1"
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
 LOCK = ".lock"

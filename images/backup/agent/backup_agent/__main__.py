@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (SnapshotError, NotEmptyError) as error:
+    except (SnapshotError, NotEmptyError, CouchError) as error:
         print(f"backup: {error}", file=sys.stderr)
         return FAILED
-    except CouchError as error:
+    except OSError as error:
+        # A full disk, a missing directory, a permission: say which file, without a traceback.
         print(f"backup: {error}", file=sys.stderr)
         return FAILED
 
@@ -107,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if min(args.daily, args.weekly, args.monthly) < 0:
         print("backup: retention counts cannot be negative", file=sys.stderr)
         return BAD_INPUT
-    kept, deleted = rotate_tree(
-        args.root, Retention(args.daily, args.weekly, args.monthly), dry_run=args.dry_run
-    )
-    print(json.dumps({"kept": kept, "deleted": deleted, "dry_run": args.dry_run}))
+    retention = Retention(args.daily, args.weekly, args.monthly)
+    for root in args.root:
+        kept, deleted = rotate_tree(root, retention, dry_run=args.dry_run)
+        print(json.dumps({"root": str(root), "kept": kept, "deleted": deleted, "dry_run": args.dry_run}))
     return 0
 
 

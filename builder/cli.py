@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -18,7 +19,7 @@ from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.images.spec import IMAGES_DIR, image_specs
-from builder.inventory import node_facts, node_records
+from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import (
     DEFAULT_LOCK,
     DEFAULT_UPSTREAM,
@@ -218,6 +219,34 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_backup_pull(args: argparse.Namespace) -> int:
+    from builder.backup_pull import pull  # noqa: PLC0415 - only this command needs ssh
+    from builder.tools.ssh import SshTarget  # noqa: PLC0415
+
+    site = load_site(args.site)
+    backups = site.with_role(Role.BACKUP)
+    if not backups:
+        raise MeshseedError(f"{site.source}: no node has role backup", status=ExitStatus.BAD_INPUT)
+    node = backups[0]
+    if args.via == "overlay":
+        host = str(mycelium_identity(_deriver(args, site), node.name).overlay_address)
+    else:
+        host = str(node.public_ipv6.ip)
+    target = SshTarget(host, args.user, args.ssh_config, tuple(args.ssh_option or ()))
+    report = pull(target, args.to, site.backups.local_retention, remote_root=args.remote_root)
+    if args.json:
+        print(json.dumps(vars(report), indent=2, sort_keys=True))
+    else:
+        for kind in sorted(set(report.copied) | set(report.present)):
+            copied, present = report.copied.get(kind, []), report.present.get(kind, [])
+            deleted = report.deleted.get(kind, [])
+            print(
+                f"{kind}: copied {_count(len(copied), 'snapshot')}, {len(present)} already here"
+                + (f", rotated out {len(deleted)}" if deleted else "")
+            )
+    return ExitStatus.OK
+
+
 def cmd_store_gc(args: argparse.Namespace) -> int:
     store = Store(args.store)
     if not store.root.is_dir():
@@ -232,14 +261,18 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name. Below the top level their
+    default is SUPPRESS, or a subcommand would reset what was given before its name."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    common.add_argument("--debug", action="store_true", help="log everything and show tracebacks", **unset)
     common.add_argument(
         "--master-key",
         type=Path,
         metavar="FILE",
         help="the 32-byte master key (default: $MESHSEED_MASTER_KEY_FILE or .meshseed/master.key)",
+        **unset,
     )
     return common
 
@@ -296,11 +329,11 @@ def _add_build_options(sub: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common_options()
+    common = _common_options(top=False)
     parser = argparse.ArgumentParser(
         prog="meshseed",
         description="Build everything a highly available Open edX cluster boots from, reproducibly.",
-        parents=[common],
+        parents=[_common_options(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"meshseed {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -357,6 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         _add_store(sub)
         _add_json(sub)
+    backup = add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots")
+    backup_commands = backup.add_subparsers(dest="backup_command", required=True, metavar="COMMAND")
+    text = "copy new snapshots from the backup node over SSH, verify them, rotate the local copies"
+    pull = backup_commands.add_parser("pull", help=text, description=text, parents=[common])
+    pull.set_defaults(run=cmd_backup_pull)
+    _add_site(pull)
+    _add_json(pull)
+    pull.add_argument("--to", type=Path, default=Path("backups"), metavar="DIR", help="default: backups")
+    pull.add_argument(
+        "--via",
+        choices=["public", "overlay"],
+        default="public",
+        help="the node's address to use (default: public)",
+    )
+    pull.add_argument("--user", default="debian", help="login user on the node (default: debian)")
+    pull.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
+    pull.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
+    pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
     return parser
 
 

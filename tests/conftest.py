@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 # The registry, test images and containerd fixtures of the OCI tests, the local Debian
-# archive of the own-image tests, and the CouchDB-API servers of the backup tests.
+# archive of the own-image tests, and the CouchDB-API and SSH servers of the backup tests.
 pytest_plugins = [
     "tests.integration.oci_fixtures",
     "tests.integration.debian_fixtures",
     "tests.backup.couchdb_fixtures",
+    "tests.backup.sshd_fixtures",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

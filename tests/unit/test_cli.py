@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli import main
+from builder.cli import build_parser, main
 from builder.secrets import Purpose, SecretDeriver
 from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
 from tests.unit.sites import VALID
@@ -165,3 +165,11 @@ def test_console_script_prints_the_four_nodes(master_key_file: Path) -> None:
         ("vault", "backup"),
     ]
     assert all(n["overlay_address"].startswith(("4", "5")) for n in nodes)
+
+
+def test_common_options_work_before_and_after_the_command() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--debug", "validate"]).debug is True
+    assert parser.parse_args(["validate", "--debug"]).debug is True
+    assert parser.parse_args(["validate"]).debug is False
+    assert parser.parse_args(["--master-key", "k", "nodes"]).master_key == Path("k")

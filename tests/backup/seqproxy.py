@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import http.server
 import json
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.backup.proxy import rewriting_proxy
 
 SEQUENCE_KEYS = frozenset({"update_seq", "seq", "last_seq"})
 
@@ -41,48 +40,23 @@ def disguise(value: Any) -> Any:
     return value
 
 
+def _since_back(
+    path: str, headers: dict[str, str], body: bytes | None
+) -> tuple[str, dict[str, str], bytes | None]:
+    parts = urlsplit(path)
+    query = urlencode([(k, numeric(v) if k == "since" else v) for k, v in parse_qsl(parts.query)])
+    return parts.path + (f"?{query}" if query else ""), headers, body
+
+
+def _disguised(content_type: str, body: bytes) -> bytes:
+    # CouchDB answers JSON as text/plain to clients that do not ask for JSON.
+    if content_type.startswith(("application/json", "text/plain")):
+        with contextlib.suppress(ValueError):  # a text attachment, not an answer
+            return json.dumps(disguise(json.loads(body))).encode()
+    return body
+
+
 @contextlib.contextmanager
 def opaque_sequences(upstream: str) -> Iterator[str]:
-    target = urlsplit(upstream)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _forward(self) -> None:
-            parts = urlsplit(self.path)
-            query = urlencode([(k, numeric(v) if k == "since" else v) for k, v in parse_qsl(parts.query)])
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
-            connection.request(
-                self.command, parts.path + (f"?{query}" if query else ""), body=body, headers=headers
-            )
-            response = connection.getresponse()
-            data = response.read()
-            # CouchDB answers JSON as text/plain to clients that do not ask for JSON.
-            if response.getheader("Content-Type", "").startswith(("application/json", "text/plain")):
-                with contextlib.suppress(ValueError):  # a text attachment, not an answer
-                    data = json.dumps(disguise(json.loads(data))).encode()
-            self.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            connection.close()
-
-        do_GET = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 - http.server dispatches on these names
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with rewriting_proxy(upstream, request=_since_back, response=_disguised) as url:
+        yield url

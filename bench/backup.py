@@ -1,0 +1,155 @@
+"""Backup rows of `nox -s bench`: the agent against couchbackup/couchrestore on one server.
+
+Both tools back up the same pouchdb-server database (documents without attachments, which
+couchbackup does not handle) and restore it into fresh servers. couchbackup gzips its
+request bodies, which pouchdb-server cannot read, and probes with an empty `_bulk_get`,
+which pouchdb-server never answers; so both tools go through the same small proxy, which
+un-gzips bodies and answers the empty probe as CouchDB does. A last row backs up about
+1 GiB of attachments, to check that the agent's memory stays flat.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from bench.measure import Row, timed
+from tests.backup.couchdb_fixtures import AGENT, Server, start_pouchdb
+from tests.backup.proxy import rewriting_proxy
+
+DOCS = 20_000
+BIG_ATTACHMENTS = 256  # of 4 MiB: 1 GiB
+MIB = 1 << 20
+
+
+def _ungzip(
+    path: str, headers: dict[str, str], body: bytes | None
+) -> tuple[str, dict[str, str], bytes | None]:
+    if body is not None and headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    # Plain bodies both ways: the proxy passes answers through as they are.
+    headers = {k: v for k, v in headers.items() if k not in ("Content-Encoding", "Accept-Encoding")}
+    return path, headers, body
+
+
+def _empty_bulk_get(method: str, path: str, body: bytes | None) -> bytes | None:
+    probe = method == "POST" and path.split("?", maxsplit=1)[0].endswith("/_bulk_get")
+    if probe and body is not None and not json.loads(body).get("docs"):
+        return b'{"results":[]}'
+    return None
+
+
+def _fill_documents(server: Server, db: str) -> int:
+    """DOCS documents of about 400 bytes; returns the bytes of JSON written."""
+    server.call("PUT", f"/{db}")
+    written = 0
+    for start in range(0, DOCS, 2000):
+        docs = [
+            {"_id": f"doc-{n:07d}", "n": n, "text": "lorem ipsum " * 30} for n in range(start, start + 2000)
+        ]
+        written += sum(len(json.dumps(doc)) for doc in docs)
+        server.call("POST", f"/{db}/_bulk_docs", {"docs": docs})
+    return written
+
+
+def _fill_attachments(server: Server, db: str) -> None:
+    server.call("PUT", f"/{db}")
+    block = bytes(range(256)) * (4 * MIB // 256)
+    for number in range(BIG_ATTACHMENTS):
+        request = urllib.request.Request(
+            f"{server.url}/{db}/blob-{number:04d}/data.bin",
+            data=block[number:] + block[:number],
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+
+
+def backup_rows(base: Path) -> list[Row]:
+    couchbackup, couchrestore = shutil.which("couchbackup"), shutil.which("couchrestore")
+    if not (shutil.which("pouchdb-server") and couchbackup and couchrestore):
+        print(
+            "bench: skipping backup rows: needs pouchdb-server and @cloudant/couchbackup (npm)",
+            file=sys.stderr,
+        )
+        return []
+    env = {"PYTHONPATH": str(AGENT), "PATH": "/usr/bin:/bin"}
+    agent = [sys.executable, "-m", "backup_agent"]
+    servers = [start_pouchdb(base / f"pouchdb-{n}") for n in range(4)]
+    try:
+        source, agent_target, tool_target, big = servers
+        data_bytes = _fill_documents(source, "bench")
+        with (
+            rewriting_proxy(source.url, request=_ungzip, answer=_empty_bulk_get) as source_url,
+            rewriting_proxy(agent_target.url, request=_ungzip, answer=_empty_bulk_get) as agent_url,
+            rewriting_proxy(tool_target.url, request=_ungzip, answer=_empty_bulk_get) as tool_url,
+        ):
+            out = base / "agent-backups"
+            agent_s, agent_rss, _ = timed(
+                "agent backup",
+                [*agent, "couchdb", "--url", source_url, "--out", str(out), "--db", "bench"],
+                env=env,
+            )
+            dump = base / "couchbackup.txt"
+            tool_s, _, text = timed("couchbackup", [couchbackup, "--url", source_url, "--db", "bench"])
+            dump.write_bytes(text)
+            (snapshot,) = out.glob("2*")
+            restore_s, restore_rss, _ = timed(
+                "agent restore", [*agent, "restore", "--from", str(snapshot), "--url", agent_url], env=env
+            )
+            with tempfile.TemporaryFile() as stdin:
+                stdin.write(text)
+                stdin.seek(0)
+                tool_restore_s, _, _ = timed(
+                    "couchrestore", [couchrestore, "--url", tool_url, "--db", "bench"], stdin=stdin
+                )
+        _fill_attachments(big, "blobs")
+        big_out = base / "agent-big"
+        big_s, big_rss, _ = timed(
+            "agent backup, 1 GiB",
+            [*agent, "couchdb", "--url", big.url, "--out", str(big_out), "--db", "blobs"],
+            env=env,
+        )
+    finally:
+        for server in servers:
+            server.process.kill()
+            server.process.wait()
+    mb = data_bytes / 1e6
+
+    def rate(seconds: float) -> str:
+        return f"{DOCS / seconds:,.0f} docs/s, {mb / seconds:.1f} MB/s"
+
+    # At least 1.5x couchbackup's throughput is at most 1/1.5 of its time.
+    return [
+        Row(
+            f"backup {DOCS} docs ({rate(agent_s)})",
+            agent_s,
+            agent_rss,
+            "agent",
+            baseline=f"couchbackup ({rate(tool_s)})",
+            baseline_seconds=tool_s,
+            baseline_factor=0.667,
+        ),
+        Row(
+            f"restore {DOCS} docs ({rate(restore_s)})",
+            restore_s,
+            restore_rss,
+            "agent",
+            baseline=f"couchrestore ({rate(tool_restore_s)})",
+            baseline_seconds=tool_restore_s,
+            baseline_factor=0.667,
+        ),
+        Row(
+            f"backup 1 GiB of attachments ({1024 / big_s:.0f} MiB/s)",
+            big_s,
+            big_rss,
+            "agent",
+            target_rss=200 * MIB,
+        ),
+    ]

@@ -21,17 +21,13 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+# Block style, UTF-8 as it is, and no line wrapping (a wrapped line is a diff waiting to happen).
+_STYLE: dict[str, Any] = {"default_flow_style": False, "allow_unicode": True, "width": 1 << 16}
+
+
 def dump_yaml(value: Any, *, sort_keys: bool = True) -> str:
     """Keys are sorted unless the caller's insertion order is the order a reader expects."""
-    return yaml.dump(
-        value,
-        Dumper=_Dumper,
-        sort_keys=sort_keys,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 16,
-        explicit_start=False,
-    )
+    return str(yaml.dump(value, Dumper=_Dumper, sort_keys=sort_keys, explicit_start=False, **_STYLE))
 
 
 class _BlockDumper(_Dumper):
@@ -48,12 +44,4 @@ _BlockDumper.add_representer(str, _represent_str)
 
 def dump_documents(documents: list[Any]) -> str:
     """A multi-document stream, each document starting with `---`, keys in the given order."""
-    return yaml.dump_all(
-        documents,
-        Dumper=_BlockDumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 16,
-        explicit_start=True,
-    )
+    return str(yaml.dump_all(documents, Dumper=_BlockDumper, sort_keys=False, explicit_start=True, **_STYLE))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -72,20 +73,27 @@ def start_pouchdb(work: Path) -> Server:
     raise RuntimeError(f"pouchdb-server did not answer on {url}")
 
 
+@contextlib.contextmanager
+def running_pouchdb(work: Path) -> Iterator[Server]:
+    """A pouchdb-server for the length of the block; ended by its PID afterwards."""
+    server = start_pouchdb(work)
+    try:
+        yield server
+    finally:
+        server.process.kill()
+        server.process.wait()
+
+
 @pytest.fixture
 def pouchdb(tmp_path: Path) -> Iterator[Server]:
-    server = start_pouchdb(tmp_path / "pouchdb")
-    yield server
-    server.process.kill()
-    server.process.wait()
+    with running_pouchdb(tmp_path / "pouchdb") as server:
+        yield server
 
 
 @pytest.fixture
 def second_pouchdb(tmp_path: Path) -> Iterator[Server]:
-    server = start_pouchdb(tmp_path / "pouchdb-second")
-    yield server
-    server.process.kill()
-    server.process.wait()
+    with running_pouchdb(tmp_path / "pouchdb-second") as server:
+        yield server
 
 
 def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

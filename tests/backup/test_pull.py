@@ -38,8 +38,9 @@ def site_with_retention(root: Path, local: str) -> Path:
     return site
 
 
-def pull(root: Path, sshd: Sshd, key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return meshseed(
+def pull_args(root: Path, sshd: Sshd, *extra: str) -> list[str]:
+    return [
+        *extra,
         "backup",
         "pull",
         "site.yaml",
@@ -51,10 +52,11 @@ def pull(root: Path, sshd: Sshd, key: Path, *extra: str) -> subprocess.Completed
         str(sshd.client_config),
         "--remote-root",
         str(root / "remote"),
-        *extra,
-        cwd=root,
-        master_key=key,
-    )
+    ]
+
+
+def pull(root: Path, sshd: Sshd, key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return meshseed(*pull_args(root, sshd), *extra, cwd=root, master_key=key)
 
 
 def test_pull_copies_new_snapshots_once_verified(sshd: Sshd, tmp_path: Path, master_key_file: Path) -> None:
@@ -86,21 +88,7 @@ def test_an_interrupted_pull_resumes_where_it_stopped(
 ) -> None:
     site_with_retention(tmp_path, "{daily: 7, weekly: 0, monthly: 0}")
     make_snapshot(tmp_path / "remote" / "couchdb", dt.datetime(2026, 11, 1, tzinfo=UTC), size=400 << 20)
-    command = [
-        MESHSEED,
-        "--debug",
-        "backup",
-        "pull",
-        "site.yaml",
-        "--to",
-        "pulled",
-        "--user",
-        sshd.user,
-        "--ssh-config",
-        str(sshd.client_config),
-        "--remote-root",
-        str(tmp_path / "remote"),
-    ]
+    command = [MESHSEED, *pull_args(tmp_path, sshd, "--debug")]
     partial = tmp_path / "pulled" / "couchdb" / "20261101T000000Z.partial" / "databases" / "campus.ndjson.gz"
     env = environment(master_key_file)
     with subprocess.Popen(
@@ -113,22 +101,7 @@ def test_an_interrupted_pull_resumes_where_it_stopped(
         process.communicate()
     cut = partial.stat().st_size
     assert 0 < cut < 400 << 20
-    resumed = meshseed(
-        "--debug",
-        "backup",
-        "pull",
-        "site.yaml",
-        "--to",
-        "pulled",
-        "--user",
-        sshd.user,
-        "--ssh-config",
-        str(sshd.client_config),
-        "--remote-root",
-        str(tmp_path / "remote"),
-        cwd=tmp_path,
-        master_key=master_key_file,
-    )
+    resumed = meshseed(*pull_args(tmp_path, sshd, "--debug"), cwd=tmp_path, master_key=master_key_file)
     assert resumed.returncode == 0, resumed.stderr
     # The second run asked only for the bytes after the cut.
     assert f"tail -c +{cut + 1} " in resumed.stderr

@@ -76,21 +76,21 @@ def kubernetes_version() -> str:
     return f"{major}.{minor}.0"
 
 
-def test_every_manifest_passes_kubernetes_validate_strict(example: Path) -> None:
-    files = sorted(str(path) for path in (example / "manifests").glob("*.yaml"))
-    assert len(files) >= 10
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kubernetes-validate"),
-            "--strict",
-            "-k",
-            kubernetes_version(),
-            *files,
-        ],
+def kubernetes_validate(files: list[str]) -> subprocess.CompletedProcess[str]:
+    """kubernetes-validate in strict mode, against the pinned k3s's Kubernetes release."""
+    program = Path(sys.executable).parent / "kubernetes-validate"
+    return subprocess.run(
+        [str(program), "--strict", "-k", kubernetes_version(), *files],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_every_manifest_passes_kubernetes_validate_strict(example: Path) -> None:
+    files = sorted(str(path) for path in (example / "manifests").glob("*.yaml"))
+    assert len(files) >= 10
+    result = kubernetes_validate(files)
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
     assert len(passed) == len(every_document(example))
@@ -334,18 +334,7 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
         "/backups/mongodb",
     ]
     files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))
-    validated = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kubernetes-validate"),
-            "--strict",
-            "-k",
-            kubernetes_version(),
-            *files,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    validated = kubernetes_validate(files)
     assert validated.returncode == 0, validated.stdout
 
 

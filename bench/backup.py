@@ -2,9 +2,11 @@
 
 Both tools back up the same pouchdb-server database (documents without attachments, which
 couchbackup does not handle) and restore it into fresh servers. couchbackup gzips its
-request bodies, which pouchdb-server cannot read, and probes with an empty `_bulk_get`,
-which pouchdb-server never answers; so both tools go through the same small proxy, which
-un-gzips bodies and answers the empty probe as CouchDB does. A last row backs up about
+request bodies, which pouchdb-server cannot read, probes with an empty `_bulk_get`, which
+pouchdb-server never answers, and stops reading changes on CouchDB's `pending` count,
+which pouchdb-server leaves out (as it does `doc_del_count`, which couchrestore checks); so both
+tools go through the same small proxy, which un-gzips bodies, answers the empty probe and
+adds those counts as CouchDB gives them. A last row backs up about
 1 GiB of attachments, to check that the agent's memory stays flat.
 """
 
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from bench.measure import Row, timed
 from tests.backup.couchdb_fixtures import AGENT, Server, start_pouchdb
@@ -42,6 +45,26 @@ def _empty_bulk_get(method: str, path: str, body: bytes | None) -> bytes | None:
     if probe and body is not None and not json.loads(body).get("docs"):
         return b'{"results":[]}'
     return None
+
+
+def _with_counts(path: str, content_type: str, body: bytes) -> bytes:
+    """CouchDB's `pending` on a changes page (0 once a page is not full) and `doc_del_count`
+    of a database that has never been written to (0), which pouchdb-server leaves out."""
+    parts = urlsplit(path)
+    if not body or not content_type.startswith("application/json"):
+        return body
+    if parts.path.count("/") == 1 and parts.path != "/":
+        info = json.loads(body)
+        if isinstance(info, dict) and info.get("update_seq") == 0:
+            info.setdefault("doc_del_count", 0)
+        return json.dumps(info).encode()
+    if not parts.path.endswith("/_changes"):
+        return body
+    page = json.loads(body)
+    limit = dict(parse_qsl(parts.query)).get("limit")
+    full = limit is not None and len(page.get("results", [])) >= int(limit)
+    page.setdefault("pending", 1 if full else 0)
+    return json.dumps(page).encode()
 
 
 def _fill_documents(server: Server, db: str) -> int:
@@ -86,9 +109,15 @@ def backup_rows(base: Path) -> list[Row]:
         source, agent_target, tool_target, big = servers
         data_bytes = _fill_documents(source, "bench")
         with (
-            rewriting_proxy(source.url, request=_ungzip, answer=_empty_bulk_get) as source_url,
-            rewriting_proxy(agent_target.url, request=_ungzip, answer=_empty_bulk_get) as agent_url,
-            rewriting_proxy(tool_target.url, request=_ungzip, answer=_empty_bulk_get) as tool_url,
+            rewriting_proxy(
+                source.url, request=_ungzip, answer=_empty_bulk_get, response=_with_counts
+            ) as source_url,
+            rewriting_proxy(
+                agent_target.url, request=_ungzip, answer=_empty_bulk_get, response=_with_counts
+            ) as agent_url,
+            rewriting_proxy(
+                tool_target.url, request=_ungzip, answer=_empty_bulk_get, response=_with_counts
+            ) as tool_url,
         ):
             out = base / "agent-backups"
             agent_s, agent_rss, _ = timed(
@@ -103,6 +132,7 @@ def backup_rows(base: Path) -> list[Row]:
             restore_s, restore_rss, _ = timed(
                 "agent restore", [*agent, "restore", "--from", str(snapshot), "--url", agent_url], env=env
             )
+            tool_target.call("PUT", "/bench")  # couchrestore wants its target made first
             with tempfile.TemporaryFile() as stdin:
                 stdin.write(text)
                 stdin.seek(0)

@@ -48,7 +48,7 @@ def _since_back(
     return parts.path + (f"?{query}" if query else ""), headers, body
 
 
-def _disguised(content_type: str, body: bytes) -> bytes:
+def _disguised(_path: str, content_type: str, body: bytes) -> bytes:
     # CouchDB answers JSON as text/plain to clients that do not ask for JSON.
     if content_type.startswith(("application/json", "text/plain")):
         with contextlib.suppress(ValueError):  # a text attachment, not an answer

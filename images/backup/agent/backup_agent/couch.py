@@ -7,6 +7,7 @@ and never appear in messages.
 from __future__ import annotations
 
 import base64
+import copy
 import http.client
 import json
 import os
@@ -65,6 +66,12 @@ class Couch:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
         self._connection: http.client.HTTPConnection | None = None
+
+    def clone(self) -> Couch:
+        """The same server and credentials on a connection of its own (one per thread)."""
+        twin = copy.copy(self)
+        twin._connection = None
+        return twin
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:

@@ -82,7 +82,7 @@ def adapt(
     admin_password: str,
     extra_init: tuple[tuple[str, str], ...] = (),
 ) -> OpenedxManifests:
-    secrets_by_value = dict.fromkeys(secret_values)
+    secret_texts = frozenset(secret_values)
     documents = [
         document
         for name in sorted(tutor.k8s)
@@ -97,7 +97,7 @@ def adapt(
         _own(document)
         name = document["metadata"]["name"]
         if document["kind"] == "Deployment":
-            _harden(document, env, secrets_by_value, config_hash)
+            _harden(document, env, secret_texts, config_hash)
             if name in WEB_APPS or name in WORKERS:
                 _spread(document, servers)
                 apps += [document, _disruption_budget(name)]
@@ -147,9 +147,7 @@ def _service_account() -> Document:
     }
 
 
-def _harden(
-    document: Document, env: dict[str, str], secret_values: Mapping[str, None], config_hash: str
-) -> None:
+def _harden(document: Document, env: dict[str, str], secret_values: frozenset[str], config_hash: str) -> None:
     """Service account, security contexts, resources, probes, secrets out of the spec."""
     name = document["metadata"]["name"]
     pod = document["spec"]["template"]

@@ -22,6 +22,8 @@ from urllib.parse import quote
 from backup_agent.couch import Couch, CouchError, db_path, doc_path
 from backup_agent.snapshot import SnapshotWriter, locked
 
+# Rows per changes-feed request (ids and revisions: small), and documents per _bulk_get.
+CHANGES_PAGE = 5000
 PAGE = 500
 # Pages read ahead of the writer: bounds memory at (1 + AHEAD) pages.
 AHEAD = 1
@@ -72,15 +74,19 @@ def dump_database(couch: Couch, name: str, writer: SnapshotWriter) -> dict[str, 
 
 
 def _pages(couch: Couch, name: str) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """The changes feed from the start to its end, a page at a time, with each page's leaves."""
+    """The changes feed from the start to its end, PAGE rows at a time, with their leaves."""
     since: Any = 0
     while True:
         page = couch.json(
-            "GET", db_path(name, "_changes"), params={"style": "all_docs", "since": since, "limit": PAGE}
+            "GET",
+            db_path(name, "_changes"),
+            params={"style": "all_docs", "since": since, "limit": CHANGES_PAGE},
         )
         results = page["results"]
-        yield results, _leaves(couch, name, results)
-        if len(results) < PAGE or page["last_seq"] == since:
+        for start in range(0, len(results), PAGE):
+            chunk = results[start : start + PAGE]
+            yield chunk, _leaves(couch, name, chunk)
+        if len(results) < CHANGES_PAGE or page["last_seq"] == since:
             return
         since = page["last_seq"]
 

@@ -65,7 +65,8 @@ def repro(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Measure build wall time and peak RSS; writes bench/results.json."""
-    install(session)
+    # The bench starts its servers with the test suite's fixtures.
+    install(session, "test")
     session.run("python", "bench/run.py", *session.posargs)
 
 

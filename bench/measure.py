@@ -56,7 +56,9 @@ class Row:
         if self.target_seconds:
             parts.append(f"{self.seconds / self.target_seconds:.3f}x of {self.target_seconds:g} s")
         if self.target_rss:
-            parts.append(f"RSS {self.peak_rss / self.target_rss:.3f}x of 1 GiB")
+            parts.append(
+                f"RSS {self.peak_rss / self.target_rss:.3f}x of {self.target_rss / (1 << 20):.0f} MiB"
+            )
         if self.baseline_seconds:
             ratio = self.seconds / self.baseline_seconds
             baseline = f"{self.baseline} ({self.baseline_seconds:.2f} s)"

@@ -70,6 +70,7 @@ def test_the_backup_image_builds_reproducibly_and_runs(
     fill(pouchdb, "campus", docs=500, attachment_sizes=(100_000,))
     out = tmp_path / "backups"
     out.mkdir()
+    out.chmod(0o777)  # the image runs as its own unprivileged user; in the cluster, fsGroup does this
     dumped = subprocess.run(
         [
             *podman_argv(podman, tmp_path / "p", "--network", "host", "-v", f"{out}:/backups"),

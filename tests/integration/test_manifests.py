@@ -147,17 +147,6 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
     assert {"node", "k3s-apiserver", "k3s-kubelet", "couchdb", "caddy"} <= jobs
 
 
-def test_zone_passes_named_checkzone(example: Path) -> None:
-    require("named-checkzone", "bind9-utils")
-    result = subprocess.run(
-        ["named-checkzone", "campus.example.org", str(example / "dns" / "campus.example.org.zone")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout
-
-
 def test_golden_manifests_of_the_example_site(example: Path, update_golden: bool) -> None:
     public = sorted(p for p in (example / "manifests").glob("*.yaml") if not p.stem.endswith("-secrets"))
     if update_golden:

@@ -9,7 +9,6 @@ image is named by tag and that no secret sits outside a *-secrets.yaml file.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from builder.errors import MeshseedError
 from builder.network import cluster_networks
 from builder.render import flows, openedx, tutor
 from builder.render.k8s import SERVER_SELECTOR, Document, container_security, pod_security
+from builder.render.manifest_rules import SECRET_SUFFIX, check_manifest
 from builder.render.ports import Ports
 from builder.render.templates import environment, render
 from builder.secrets import Purpose, SecretDeriver
@@ -65,10 +65,6 @@ MANIFEST_TEMPLATES = (
     "backup-secrets",
 )
 BACKUP_ONLY = frozenset({"backup", "backup-secrets"})
-SECRET_SUFFIX = "-secrets"
-# k3s names an Addon after each file; it must be an RFC 1123 label.
-ADDON_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DIGEST_REFERENCE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 BACKUP_PATH = "/var/lib/meshseed/backups"
 # Our own backup agent's image, once `meshseed publish` has pinned it in images.lock.
 BACKUP_IMAGE = "backup"
@@ -293,10 +289,15 @@ def _digest(*texts: str) -> str:
 def build_manifests(ctx: BuildContext) -> None:
     inputs = ctx.inputs
     env = environment(tuple((name, ctx.source(name).decode()) for name in sorted(ctx.derivation.sources)))
-    env.globals.update(pod_security=pod_security, container_security=container_security)
     rendered = tutor.render(inputs, ctx.secrets)
     secrets = _secrets(ctx.secrets, rendered.config)
-    context: dict[str, Any] = {**inputs, "server_selector": SERVER_SELECTOR}
+    # The templates build security contexts with the same helpers as openedx.py.
+    context: dict[str, Any] = {
+        **inputs,
+        "server_selector": SERVER_SELECTOR,
+        "pod_security": pod_security,
+        "container_security": container_security,
+    }
     files: dict[str, str] = {}
     for name, template in HELPER_TEMPLATES.items():
         if name.startswith("backup") and inputs["backup"] is None:
@@ -362,28 +363,3 @@ def _parse(text: str, template: str) -> list[Document]:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise MeshseedError(f"cloud-init/manifests/{template} rendered invalid YAML{where}") from None
-
-
-def check_manifest(name: str, documents: list[Document], text: str, secret_values: list[str]) -> None:
-    """The rules every manifest file keeps; a break is a bug in a template, named here."""
-    if not ADDON_NAME.match(name):
-        raise MeshseedError(f"manifests/{name}.yaml: not an RFC 1123 name, which k3s needs for the Addon")
-    for image in sorted(set(_images(documents))):
-        if not DIGEST_REFERENCE.match(image):
-            raise MeshseedError(f"manifests/{name}.yaml: image {image} is not pinned by digest")
-    if name.endswith(SECRET_SUFFIX):
-        if any(document["kind"] != "Secret" for document in documents):
-            raise MeshseedError(f"manifests/{name}.yaml: holds more than Secrets")
-        return
-    for value in secret_values:
-        if value in text:
-            raise MeshseedError(f"manifests/{name}.yaml: a derived secret appears outside a Secret")
-
-
-def _images(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        found = [value["image"]] if isinstance(value.get("image"), str) else []
-        return found + [image for item in value.values() for image in _images(item)]
-    if isinstance(value, list):
-        return [image for item in value for image in _images(item)]
-    return []

@@ -13,7 +13,8 @@ from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
-from builder.render.manifests import BACKUP_PATH, SECRET_SUFFIX
+from builder.render.manifest_rules import SECRET_SUFFIX
+from builder.render.manifests import BACKUP_PATH
 from builder.render.node import (
     LOG_FILE,
     PAYLOAD_LABEL,

@@ -6,7 +6,7 @@ import pytest
 
 from builder.errors import MeshseedError
 from builder.render.flows import flows, policies
-from builder.render.manifests import check_manifest
+from builder.render.manifest_rules import check_manifest
 from builder.render.ports import Ports
 from builder.render.templates import environment, render
 from builder.render.tutor import check_openedx_release, jwt_private_key

@@ -1,0 +1,40 @@
+"""The rules every manifest file keeps; a break is a bug in a template, named by file."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from builder.errors import MeshseedError
+from builder.render.k8s import Document
+
+# Files that hold Secrets, and nothing else; the only ones a derived secret may appear in.
+SECRET_SUFFIX = "-secrets"
+# k3s names an Addon after each file; it must be an RFC 1123 label.
+ADDON_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DIGEST_REFERENCE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+
+
+def check_manifest(name: str, documents: list[Document], text: str, secret_values: list[str]) -> None:
+    """Refuse a bad Addon name, an image by tag, and a secret outside a Secret file."""
+    if not ADDON_NAME.match(name):
+        raise MeshseedError(f"manifests/{name}.yaml: not an RFC 1123 name, which k3s needs for the Addon")
+    for image in sorted(set(_images(documents))):
+        if not DIGEST_REFERENCE.match(image):
+            raise MeshseedError(f"manifests/{name}.yaml: image {image} is not pinned by digest")
+    if name.endswith(SECRET_SUFFIX):
+        if any(document["kind"] != "Secret" for document in documents):
+            raise MeshseedError(f"manifests/{name}.yaml: holds more than Secrets")
+        return
+    for value in secret_values:
+        if value in text:
+            raise MeshseedError(f"manifests/{name}.yaml: a derived secret appears outside a Secret")
+
+
+def _images(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["image"]] if isinstance(value.get("image"), str) else []
+        return found + [image for item in value.values() for image in _images(item)]
+    if isinstance(value, list):
+        return [image for item in value for image in _images(item)]
+    return []

@@ -132,9 +132,10 @@ def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict
     """Every leaf revision of the page's documents, with `_revisions`, attachments as stubs.
 
     A document with one live leaf is asked for by id alone, which servers answer faster
-    than by revision. If it changed since the changes page was read, the change moved it
-    further along the feed, which is read to its end, so the newer state is saved there;
-    here it is skipped when it was deleted meanwhile.
+    than by revision. A document or revision that is gone by the time it is asked for
+    (deleted, or a conflict resolved and compacted away) is skipped: the write that removed
+    it moved the document further along the feed, which is read to its end, so its newer
+    state is saved there.
     """
     wanted: list[dict[str, str]] = []
     for row in results:
@@ -146,11 +147,11 @@ def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict
         return []
     answer = couch.json("POST", db_path(name, "_bulk_get"), params={"revs": "true"}, payload={"docs": wanted})
     documents = []
-    for asked, result in zip(wanted, answer["results"], strict=True):
+    for result in answer["results"]:
         for entry in result["docs"]:
             if "ok" in entry:
                 documents.append(entry["ok"])
-            elif "rev" in asked or entry.get("error", {}).get("error") != "not_found":
+            elif entry.get("error", {}).get("error") != "not_found":
                 raise CouchError(f"{name}: could not read {result['id']}: {entry.get('error')}")
     return documents
 

@@ -247,6 +247,14 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from builder.sign.keys import generate, password_from, write_key_pair  # noqa: PLC0415
+
+    private, public = write_key_pair(args.out, generate(password_from(os.environ)))
+    print(f"wrote {private} (mode 0600, sealed with $COSIGN_PASSWORD) and {public}")
+    return ExitStatus.OK
+
+
 def cmd_store_gc(args: argparse.Namespace) -> int:
     store = Store(args.store)
     if not store.root.is_dir():
@@ -390,7 +398,26 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         _add_store(sub)
         _add_json(sub)
-    backup = add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots")
+    _add_keys_commands(
+        add("keys", lambda _: ExitStatus.OK, "make the keys that sign images and dist/"), common
+    )
+    _add_backup_commands(
+        add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots"), common
+    )
+    return parser
+
+
+def _add_keys_commands(keys: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    text = "write cosign.key and cosign.pub in cosign's format, the key sealed with $COSIGN_PASSWORD"
+    generate = keys_commands.add_parser("generate", help=text, description=text, parents=[common])
+    generate.set_defaults(run=cmd_keys_generate)
+    generate.add_argument(
+        "--out", type=Path, default=Path(), metavar="DIR", help="default: the current directory"
+    )
+
+
+def _add_backup_commands(backup: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     backup_commands = backup.add_subparsers(dest="backup_command", required=True, metavar="COMMAND")
     text = "copy new snapshots from the backup node over SSH, verify them, rotate the local copies"
     pull = backup_commands.add_parser("pull", help=text, description=text, parents=[common])
@@ -408,7 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
     pull.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
     pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
-    return parser
 
 
 def _positive(text: str) -> int:

@@ -1,0 +1,1 @@
+"""Signing in cosign's formats: keys (more to come: signatures, attestations)."""

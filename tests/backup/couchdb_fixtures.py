@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,10 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.oci_fixtures import free_port
 from tests.tools import require
 
 AGENT = REPO / "images" / "backup" / "agent"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

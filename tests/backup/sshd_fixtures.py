@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup.couchdb_fixtures import free_port
+from tests.integration.oci_fixtures import free_port
 from tests.tools import require
 
 

@@ -311,7 +311,7 @@ def _hex(digest: str) -> str:
     return match.group(1)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     # The kernel picks a free port; there is a short race until the registry binds it, which the
     # caller covers by retrying on "address already in use".
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -330,7 +330,7 @@ def serve_registry(work: Path) -> Iterator[Registry]:
     root = work / "storage"
     root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 4):
-        port = _free_port()
+        port = free_port()
         host = f"127.0.0.1:{port}"
         config = work / f"registry-{attempt}.yml"
         log_path = work / f"registry-{attempt}.log"

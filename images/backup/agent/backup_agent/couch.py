@@ -120,9 +120,12 @@ class Couch:
         *,
         params: Mapping[str, Any] | None = None,
         payload: Any = None,
+        body: bytes | None = None,
         ok: tuple[int, ...] = (200, 201, 202),
     ) -> Any:
-        body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        """A JSON request (`payload`, or `body` already encoded) and its decoded answer."""
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode()
         response = self.request(method, path, params=params, body=body)
         data = response.read()
         if response.status not in ok:

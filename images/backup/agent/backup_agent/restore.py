@@ -85,13 +85,8 @@ def restore_database(couch: Couch, snapshot: Path, entry: dict[str, Any]) -> Non
     name = entry["name"]
     for batch in _batches(_documents(snapshot, entry)):
         body = b'{"new_edits":false,"docs":[' + b",".join(batch) + b"]}"
-        response = couch.request("POST", db_path(name, "_bulk_docs"), body=body)
-        answer = response.read()
-        if response.status not in (200, 201, 202):
-            raise CouchError(
-                f"POST {couch.url}{db_path(name, '_bulk_docs')}: HTTP {response.status}: {answer[:300]!r}"
-            )
-        failed = [row for row in json.loads(answer or b"[]") if "error" in row]
+        answer = couch.json("POST", db_path(name, "_bulk_docs"), body=body) or []
+        failed = [row for row in answer if "error" in row]
         if failed:
             raise CouchError(f"{name}: {len(failed)} documents were refused, e.g. {failed[0]}")
     if entry["security"]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from backup_agent.couch import Couch, CouchError, db_path, doc_path
+from backup_agent.readahead import read_ahead
 from backup_agent.snapshot import SnapshotWriter, locked
 
 # Rows per changes-feed request (ids and revisions: small), and documents per _bulk_get.
@@ -80,7 +79,7 @@ def _pages(couch: Couch, name: str) -> Iterator[tuple[list[dict[str, Any]], list
         page = couch.json(
             "GET",
             db_path(name, "_changes"),
-            params={"style": "all_docs", "since": since, "limit": CHANGES_PAGE},
+            params={"style": "all_docs", "include_docs": "true", "since": since, "limit": CHANGES_PAGE},
         )
         results = page["results"]
         for start in range(0, len(results), PAGE):
@@ -94,59 +93,35 @@ def _pages(couch: Couch, name: str) -> Iterator[tuple[list[dict[str, Any]], list
 def _prefetched(couch: Couch, name: str) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """`_pages`, read on a second connection one page ahead, so that the server works on the
     next page while this one is written. At most AHEAD pages wait in memory."""
-    pages: queue.Queue[tuple[list[dict[str, Any]], list[dict[str, Any]]] | BaseException | None]
-    pages = queue.Queue(maxsize=AHEAD)
-    stop = threading.Event()
     reader = couch.clone()
-
-    def read() -> None:
-        try:
-            for page in _pages(reader, name):
-                while not stop.is_set():
-                    try:
-                        pages.put(page, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            pages.put(None)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
-            pages.put(error)
-        finally:
-            reader.close()
-
-    thread = threading.Thread(target=read, name=f"read {name}", daemon=True)
-    thread.start()
     try:
-        while (item := pages.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from read_ahead(_pages(reader, name), AHEAD, name=f"read {name}")
     finally:
-        stop.set()
-        thread.join()
+        reader.close()
 
 
 def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every leaf revision of the page's documents, with `_revisions`, attachments as stubs.
 
-    A document with one live leaf is asked for by id alone, which servers answer faster
-    than by revision. A document or revision that is gone by the time it is asked for
-    (deleted, or a conflict resolved and compacted away) is skipped: the write that removed
-    it moved the document further along the feed, which is read to its end, so its newer
-    state is saved there.
+    A document whose one leaf is its first revision came with the feed, and its history is
+    that revision alone; the rest are read with `_bulk_get`. There, a document with one live
+    leaf is asked for by id alone, which servers answer faster than by revision. A document
+    or revision that is gone by the time it is asked for (deleted, or a conflict resolved
+    and compacted away) is skipped: the write that removed it moved the document further
+    along the feed, which is read to its end, so its newer state is saved there.
     """
+    documents: list[dict[str, Any]] = []
     wanted: list[dict[str, str]] = []
     for row in results:
-        if len(row["changes"]) == 1 and not row.get("deleted"):
+        if first := _first_revision(row):
+            documents.append(first)
+        elif len(row["changes"]) == 1 and not row.get("deleted"):
             wanted.append({"id": row["id"]})
         else:
             wanted += [{"id": row["id"], "rev": change["rev"]} for change in row["changes"]]
     if not wanted:
-        return []
+        return documents
     answer = couch.json("POST", db_path(name, "_bulk_get"), params={"revs": "true"}, payload={"docs": wanted})
-    documents = []
     for result in answer["results"]:
         for entry in result["docs"]:
             if "ok" in entry:
@@ -154,6 +129,19 @@ def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict
             elif entry.get("error", {}).get("error") != "not_found":
                 raise CouchError(f"{name}: could not read {result['id']}: {entry.get('error')}")
     return documents
+
+
+def _first_revision(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The feed's copy of a live document whose only revision is generation 1, with the
+    history `new_edits=false` wants; None for anything that needs `_bulk_get`."""
+    document: dict[str, Any] | None = row.get("doc")
+    if not document or row.get("deleted") or len(row["changes"]) != 1:
+        return None
+    revision = row["changes"][0]["rev"]
+    if document.get("_rev") != revision or not revision.startswith("1-"):
+        return None
+    document["_revisions"] = {"start": 1, "ids": [revision[2:]]}
+    return document
 
 
 def _store_attachments(

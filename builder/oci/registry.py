@@ -1,13 +1,15 @@
 """A client for the OCI distribution API, in pure Python over httpx.
 
-It pulls anonymously, follows the bearer-token challenge that Docker Hub and GHCR send,
-retries 429 and 5xx answers with backoff, resumes interrupted blob downloads with Range
-requests and hashes everything it receives as it streams. Content whose sha256 does not
-match its digest is an error that names the blob and the registry, and is deleted.
+It pulls anonymously or with credentials (HTTP Basic, or the bearer-token challenge that
+Docker Hub and GHCR send), retries 429 and 5xx answers with backoff, resumes interrupted
+blob downloads with Range requests and hashes everything it receives as it streams.
+Content whose sha256 does not match its digest is an error that names the blob and the
+registry, and is deleted. Pushing is in `builder.oci.push`, over `request`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import re
@@ -54,6 +56,8 @@ class Registries:
     """Where each registry is reached: its own endpoint or a `--mirror REGISTRY=URL`."""
 
     mirrors: Mapping[str, str] = field(default_factory=dict)
+    # (user, password) for a registry, or None to go anonymously.
+    credentials: Callable[[str], tuple[str, str] | None] = lambda _registry: None
     retries: int = 5
     backoff: float = 0.5
     timeout: float = 60.0
@@ -65,19 +69,36 @@ class Registries:
             if registry not in self._clients:
                 endpoint = self.mirrors.get(registry, default_endpoint(registry)).rstrip("/")
                 self._clients[registry] = RegistryClient(
-                    registry, endpoint, retries=self.retries, backoff=self.backoff, timeout=self.timeout
+                    registry,
+                    endpoint,
+                    retries=self.retries,
+                    backoff=self.backoff,
+                    timeout=self.timeout,
+                    credentials=self.credentials(registry),
                 )
             return self._clients[registry]
 
 
 class RegistryClient:
-    def __init__(self, registry: str, endpoint: str, *, retries: int, backoff: float, timeout: float) -> None:
+    def __init__(
+        self,
+        registry: str,
+        endpoint: str,
+        *,
+        retries: int,
+        backoff: float,
+        timeout: float,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.registry = registry
         self.endpoint = endpoint
         self.retries = retries
         self.backoff = backoff
         self._http = httpx.Client(timeout=timeout, follow_redirects=True)
+        self._credentials = credentials
+        # Bearer tokens by scope; the Basic header once the registry has asked for it.
         self._tokens: dict[str, str] = {}
+        self._basic: str | None = None
         self._sleep: Callable[[float], None] = time.sleep
 
     def __repr__(self) -> str:
@@ -92,15 +113,16 @@ class RegistryClient:
 
     # -- requests -------------------------------------------------------------------------
 
-    def _token(self, challenge: str, repository: str) -> str:
+    def _token(self, challenge: str, scope: str) -> str:
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", None)
         if realm is None:
             raise MeshseedError(f"{self.where()}: asks for a token without saying where to get one")
-        params.setdefault("scope", f"repository:{repository}:pull")
+        params["scope"] = scope
         log.info("GET %s (token for %s)", realm, params["scope"])
         try:
-            response = self._http.get(realm, params=params)
+            auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
+            response = self._http.get(realm, params=params, auth=auth)
             body = response.json() if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError) as error:
             raise MeshseedError(f"{self.where()}: token request to {realm} failed: {error}") from None
@@ -113,18 +135,36 @@ class RegistryClient:
             raise MeshseedError(f"{self.where()}: the token service at {realm} sent no token")
         return token
 
-    def _request(self, method: str, path: str, repository: str, headers: Mapping[str, str]) -> httpx.Response:
-        """Send with auth and retries; returns a streaming response the caller must close."""
-        url = f"{self.endpoint}/v2/{path}"
+    def request(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        headers: Mapping[str, str],
+        *,
+        content: bytes | None = None,
+        push: bool = False,
+    ) -> httpx.Response:
+        """Send with auth and retries; returns a streaming response the caller must close.
+
+        `path` is below /v2/, or an absolute URL (an upload's Location). `push` asks for a
+        token that may write to `repository`. A body is sent again on a retry, so only
+        requests that may be repeated get one (every PUT and PATCH of the distribution API
+        names its range or digest).
+        """
+        url = path if path.startswith(("http://", "https://")) else f"{self.endpoint}/v2/{path}"
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         attempt = 0
-        refreshed = False
+        authenticated = False
         while True:
             request_headers = dict(headers)
-            if repository in self._tokens:
-                request_headers["Authorization"] = f"Bearer {self._tokens[repository]}"
+            if scope in self._tokens:
+                request_headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+            elif self._basic:
+                request_headers["Authorization"] = self._basic
             log.info("%s %s", method, url)
             try:
-                request = self._http.build_request(method, url, headers=request_headers)
+                request = self._http.build_request(method, url, headers=request_headers, content=content)
                 response = self._http.send(request, stream=True)
             except httpx.TransportError as error:
                 if attempt >= self.retries:
@@ -133,15 +173,12 @@ class RegistryClient:
                 attempt += 1
                 continue
             challenge = response.headers.get("www-authenticate", "")
-            if response.status_code == 401 and challenge.lower().startswith("bearer "):
+            if response.status_code == 401 and not authenticated:
                 response.close()
-                if refreshed:
-                    raise MeshseedError(
-                        f"{self.where()}: the registry refused its own token for {repository}"
-                    )
-                # No token yet, or one that expired during a long pull: get a fresh one, once.
-                refreshed = True
-                self._tokens[repository] = self._token(challenge, repository)
+                # No credentials yet, or a token that expired during a long pull: answer the
+                # challenge once; a second 401 is the registry's final word.
+                authenticated = True
+                self._authenticate(challenge, scope, repository)
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 retry_after = response.headers.get("retry-after")
@@ -150,6 +187,20 @@ class RegistryClient:
                 attempt += 1
                 continue
             return response
+
+    def _authenticate(self, challenge: str, scope: str, repository: str) -> None:
+        kind = challenge.split(" ", 1)[0].lower()
+        if kind == "bearer":
+            self._tokens[scope] = self._token(challenge, scope)
+        elif kind == "basic" and self._credentials:
+            token = base64.b64encode(":".join(self._credentials).encode()).decode()
+            self._basic = f"Basic {token}"
+        else:
+            raise MeshseedError(
+                f"{self.where()}: {repository} needs credentials",
+                hint="set MESHSEED_REGISTRY_USER and MESHSEED_REGISTRY_PASSWORD, or log in with "
+                "`podman login`",
+            )
 
     def _pause(self, attempt: int, retry_after: str | None) -> None:
         delay = self.backoff * 2**attempt
@@ -170,7 +221,7 @@ class RegistryClient:
     def manifest(self, reference: Reference, tag_or_digest: str) -> Manifest:
         """Fetch a manifest or index; when asked by digest, its bytes must hash to it."""
         repository = reference.repository
-        response = self._request(
+        response = self.request(
             "GET", f"{repository}/manifests/{tag_or_digest}", repository, {"Accept": ACCEPT}
         )
         try:
@@ -200,7 +251,7 @@ class RegistryClient:
             have = partial.stat().st_size if partial.exists() else 0
             hasher = _sha256_of(partial) if have else hashlib.sha256()
             headers = {"Range": f"bytes={have}-"} if have else {}
-            response = self._request("GET", f"{repository}/blobs/{digest}", repository, headers)
+            response = self.request("GET", f"{repository}/blobs/{digest}", repository, headers)
             try:
                 if response.status_code == 416 and have:
                     partial.unlink()

@@ -1,0 +1,208 @@
+"""Pushing to an OCI distribution registry: blobs (skipped when present, mounted from
+another repository when possible, uploaded monolithically when small and in chunks when
+large, resumed from the registry's own account of an interrupted upload) and manifests.
+
+Nothing is pushed that the registry already has, so pushing the same content twice
+changes nothing there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urljoin
+
+import httpx
+
+from builder.errors import MeshseedError
+from builder.oci.media import ACCEPT
+from builder.oci.registry import Manifest, RegistryClient
+
+log = logging.getLogger("meshseed.push")
+
+CHUNK = 8 << 20
+OCTETS = {"Content-Type": "application/octet-stream"}
+_RANGE = re.compile(r"^(?:bytes=)?0-(-?\d+)$")
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+    path: Path
+
+
+class Pusher:
+    """Pushes into one registry through `client`; counts what it did, for the report."""
+
+    def __init__(self, client: RegistryClient, chunk_size: int = CHUNK) -> None:
+        self.client = client
+        self.chunk_size = chunk_size
+        self.counts = {"present": 0, "mounted": 0, "uploaded": 0, "resumed": 0}
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return self._status("HEAD", f"{repository}/blobs/{digest}", repository, f"blob {digest}") == 200
+
+    def push_blob(self, repository: str, blob: Blob, mount_from: str | None = None) -> None:
+        if self.has_blob(repository, blob.digest):
+            self.counts["present"] += 1
+            return
+        location = self._start_upload(repository, blob.digest, mount_from)
+        if location is None:
+            self.counts["mounted"] += 1
+            return
+        if blob.size <= self.chunk_size:
+            self._finish(repository, location, blob, blob.path.read_bytes())
+        else:
+            self._finish(repository, self._send_chunks(repository, location, blob), blob, None)
+        self.counts["uploaded"] += 1
+
+    def _start_upload(self, repository: str, digest: str, mount_from: str | None) -> str | None:
+        """An upload URL, or None when the registry mounted the blob from `mount_from`."""
+        query = "?" + urlencode({"mount": digest, "from": mount_from}) if mount_from else ""
+        with closing(
+            self.client.request("POST", f"{repository}/blobs/uploads/{query}", repository, {}, push=True)
+        ) as response:
+            if response.status_code == 201 and mount_from:
+                return None
+            if response.status_code != 202:
+                raise self._failure(response, f"starting an upload of {digest} to {repository}")
+            return self._location(response)
+
+    def _send_chunks(self, repository: str, location: str, blob: Blob) -> str:
+        """PATCH the blob in chunks; after a failed chunk, ask the registry how much it has
+        and go on from there. Returns the upload URL to finish."""
+        offset, setbacks = 0, 0
+        with blob.path.open("rb") as source:
+            while offset < blob.size:
+                source.seek(offset)
+                chunk = source.read(self.chunk_size)
+                headers = {**OCTETS, "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+                try:
+                    with closing(
+                        self.client.request("PATCH", location, repository, headers, content=chunk, push=True)
+                    ) as response:
+                        if response.status_code == 202:
+                            location = self._location(response)
+                            offset = self._received(response, offset + len(chunk))
+                            continue
+                        response.read()
+                        problem = f"HTTP {response.status_code}"
+                except MeshseedError as error:
+                    problem = error.message
+                setbacks += 1
+                if setbacks > self.client.retries:
+                    raise MeshseedError(
+                        f"{self.client.where()}: uploading {blob.digest} kept failing: {problem}"
+                    )
+                location, offset = self._upload_status(repository, location)
+                log.info("upload of %s resumes at byte %d (%s)", blob.digest, offset, problem)
+                self.counts["resumed"] += 1
+        return location
+
+    def _upload_status(self, repository: str, location: str) -> tuple[str, int]:
+        with closing(self.client.request("GET", location, repository, {}, push=True)) as response:
+            if response.status_code != 204:
+                raise self._failure(response, "asking how much of an upload arrived")
+            return self._location(response), self._received(response, None)
+
+    def _finish(self, repository: str, location: str, blob: Blob, content: bytes | None) -> None:
+        separator = "&" if "?" in location else "?"
+        url = f"{location}{separator}{urlencode({'digest': blob.digest})}"
+        headers = OCTETS if content is not None else {}
+        with closing(
+            self.client.request("PUT", url, repository, headers, content=content, push=True)
+        ) as response:
+            if response.status_code != 201:
+                raise self._failure(response, f"finishing the upload of {blob.digest} to {repository}")
+
+    def _location(self, response: httpx.Response) -> str:
+        location: str = response.headers.get("location", "")
+        if not location:
+            raise MeshseedError(f"{self.client.where()}: an upload answer without a Location")
+        return urljoin(self.client.endpoint + "/", location)
+
+    def _received(self, response: httpx.Response, expected: int | None) -> int:
+        """The bytes the registry holds, from its Range header (`0-<last byte>`)."""
+        match = _RANGE.match(response.headers.get("range", ""))
+        if match is None:
+            if expected is None:
+                raise MeshseedError(f"{self.client.where()}: an upload status without a Range")
+            return expected
+        return int(match[1]) + 1
+
+    # -- manifests ------------------------------------------------------------------------
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest `reference` (tag or digest) resolves to, or None if there is none."""
+        with closing(
+            self.client.request(
+                "HEAD", f"{repository}/manifests/{reference}", repository, {"Accept": ACCEPT}, push=True
+            )
+        ) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._failure(response, f"looking up {repository}:{reference}")
+            digest: str | None = response.headers.get("docker-content-digest")
+            return digest
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        with closing(
+            self.client.request(
+                "GET", f"{repository}/manifests/{reference}", repository, {"Accept": ACCEPT}, push=True
+            )
+        ) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._failure(response, f"reading {repository}:{reference}")
+            data = response.read()
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return Manifest(data, media_type, "sha256:" + hashlib.sha256(data).hexdigest())
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
+        """Store a manifest under `reference` (a tag or its digest); False if it was there."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.manifest_digest(repository, reference) == digest:
+            return False
+        with closing(
+            self.client.request(
+                "PUT",
+                f"{repository}/manifests/{reference}",
+                repository,
+                {"Content-Type": media_type},
+                content=data,
+                push=True,
+            )
+        ) as response:
+            if response.status_code != 201:
+                raise self._failure(response, f"storing {repository}:{reference}")
+            stored = response.headers.get("docker-content-digest")
+        if stored and stored != digest:
+            raise MeshseedError(
+                f"{self.client.where()}: stored {repository}:{reference} as {stored}, not {digest}; "
+                "the registry rewrote the manifest"
+            )
+        return True
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _status(self, method: str, path: str, repository: str, what: str) -> int:
+        with closing(self.client.request(method, path, repository, {}, push=True)) as response:
+            if response.status_code not in (200, 404):
+                raise self._failure(response, what)
+            return response.status_code
+
+    def _failure(self, response: httpx.Response, what: str) -> MeshseedError:
+        response.read()
+        detail = response.text[:200].strip()
+        return MeshseedError(
+            f"{self.client.where()}: {what}: HTTP {response.status_code}" + (f": {detail}" if detail else "")
+        )

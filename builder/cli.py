@@ -31,6 +31,7 @@ from builder.lock import (
     write_lock,
 )
 from builder.oci.reference import parse_mirror
+from builder.publish.arguments import add_publish_arguments, add_verify_arguments
 from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, Site, load_site
 from builder.site.decode import did_you_mean
@@ -255,6 +256,18 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from builder.publish.commands import cmd_publish as publish  # noqa: PLC0415 - cryptography, httpx
+
+    return publish(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from builder.publish.commands import cmd_verify as verify  # noqa: PLC0415 - cryptography, httpx
+
+    return verify(args)
+
+
 def cmd_store_gc(args: argparse.Namespace) -> int:
     store = Store(args.store)
     if not store.root.is_dir():
@@ -398,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         _add_store(sub)
         _add_json(sub)
+    text = "push the build's images to a registry with their digests, signed and attested"
+    add("publish", cmd_publish, text, add_publish_arguments)
+    text = "check a published image's signature and attestations, or a signed SHA256SUMS"
+    add("verify", cmd_verify, text, add_verify_arguments)
     _add_keys_commands(
         add("keys", lambda _: ExitStatus.OK, "make the keys that sign images and dist/"), common
     )

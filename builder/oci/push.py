@@ -49,6 +49,24 @@ class Pusher:
     def has_blob(self, repository: str, digest: str) -> bool:
         return self._status("HEAD", f"{repository}/blobs/{digest}", repository, f"blob {digest}") == 200
 
+    def fetch_blob(self, repository: str, digest: str, limit: int = 16 << 20) -> bytes | None:
+        """A small blob's bytes (signatures, attestations), or None if the registry lacks it
+        or it is larger than `limit`; content that does not hash to `digest` is refused."""
+        path = f"{repository}/blobs/{digest}"
+        with closing(self.client.request("GET", path, repository, {}, push=True)) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._failure(response, f"reading blob {digest} of {repository}")
+            data = b""
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise MeshseedError(f"{self.client.where()}: blob {digest} of {repository} has the wrong content")
+        return data
+
     def push_blob(self, repository: str, blob: Blob, mount_from: str | None = None) -> None:
         if self.has_blob(repository, blob.digest):
             self.counts["present"] += 1

@@ -1,4 +1,9 @@
-"""ECDSA P-256 over SHA-256, the signature scheme of cosign keys: DER, base64 in transit."""
+"""ECDSA P-256 over SHA-256, the signature scheme of cosign keys: DER, base64 in transit.
+
+Signing is deterministic (RFC 6979): the same key and data give the same signature, so
+signing a build again yields the same bytes and the registry is left as it was. Any
+ECDSA verifier, cosign's included, accepts these signatures.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from builder.errors import ExitStatus, MeshseedError
 
 
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
-    return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+    algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    return base64.b64encode(key.sign(data, algorithm)).decode()
 
 
 def is_valid(key: ec.EllipticCurvePublicKey, data: bytes, signature: str) -> bool:

@@ -1,0 +1,122 @@
+"""The `publish` and `verify` commands: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from builder.det.jsonfmt import canonical_json
+from builder.errors import ExitStatus, MeshseedError, bad_input
+from builder.lock import read_lock
+from builder.oci.credentials import credentials_for
+from builder.oci.push import Pusher
+from builder.oci.reference import parse_reference
+from builder.oci.registry import Registries
+from builder.publish.built import UPSTREAM_IMAGE_PREFIX, built_images
+from builder.publish.run import Destination, Provenance, publish, sign_checksums
+from builder.publish.verify import verify_checksums, verify_image
+from builder.sign.keys import load_private_key, password_from
+from builder.sign.signature import load_public_key
+from builder.store.store import Store
+from builder.tools.git import head_commit
+
+
+def _registries() -> Registries:
+    return Registries(credentials=credentials_for)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    if args.chunk_size < 1:
+        raise bad_input("--chunk-size must be at least 1 (MiB)")
+    key = None
+    if args.key is not None:
+        try:
+            data = args.key.read_bytes()
+        except OSError as error:
+            raise bad_input(f"{args.key}: {error.strerror}") from None
+        key = load_private_key(data, password_from(os.environ), str(args.key))
+    else:
+        print("warning: no --key: pushing without signatures or attestations", file=sys.stderr)
+    store = Store(args.store)
+    images = built_images(args.dist, store)
+    if not images:
+        raise MeshseedError(
+            f"{args.dist}/build.json: the build made no images",
+            hint="nox -s build-images",
+            status=ExitStatus.BAD_INPUT,
+        )
+    facts = Provenance(read_lock(args.lock), head_commit(Path.cwd()), _source_uri())
+    destination = Destination.parse(args.registry)
+    registries = _registries()
+    chunk = args.chunk_size << 20
+    published, counts = publish(images, destination, registries, key=key, facts=facts, chunk_size=chunk)
+    if args.upstream:
+        upstream = built_images(args.dist, store, UPSTREAM_IMAGE_PREFIX)
+        if not upstream:
+            raise MeshseedError(
+                f"{args.dist}/build.json: the build fetched no upstream images",
+                hint="build with --airgap first",
+            )
+        copied, more = publish(upstream, destination, registries, key=None, facts=facts, chunk_size=chunk)
+        published += copied
+        counts = {name: counts[name] + more[name] for name in counts}
+    signature = sign_checksums(args.dist, key) if key is not None else None
+    if args.json:
+        report = {
+            "images": [p.as_json() for p in published],
+            "blobs": counts,
+            "checksums_signature": str(signature) if signature else None,
+        }
+        sys.stdout.write(canonical_json(report))
+        return ExitStatus.OK
+    for item in published:
+        print(item.reference)
+    blobs = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    changed = sum(bool(p.changed) for p in published)
+    print(f"{len(published)} images ({changed} changed); blobs: {blobs or 'none'}", file=sys.stderr)
+    if signature:
+        print(f"signed {signature}", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _source_uri() -> str | None:
+    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
+    return f"git+{server}/{repository}" if server and repository else None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        key = load_public_key(args.key.read_bytes(), str(args.key))
+    except OSError as error:
+        raise bad_input(f"{args.key}: {error.strerror}") from None
+    target = Path(args.target)
+    if target.is_file():
+        count = verify_checksums(target, target.with_name(target.name + ".sig"), key)
+        _report(
+            args,
+            {"file": str(target), "files_checked": count},
+            f"{target}: signature valid, {count} files match",
+        )
+        return ExitStatus.OK
+    try:
+        reference = parse_reference(args.target)
+    except ValueError as error:
+        raise bad_input(str(error)) from None
+    pusher = Pusher(_registries().client(reference.registry))
+    verified = verify_image(pusher, reference, key)
+    kinds = " and ".join(verified.attestations)
+    _report(
+        args,
+        verified.as_json(),
+        f"{verified.reference}: signature valid for {verified.digest}; {kinds} attested",
+    )
+    return ExitStatus.OK
+
+
+def _report(args: argparse.Namespace, data: dict[str, object], text: str) -> None:
+    if args.json:
+        sys.stdout.write(canonical_json(data))
+    else:
+        print(text)

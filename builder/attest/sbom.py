@@ -4,6 +4,7 @@ versions, and the project's own files with their checksums."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from typing import Any
 from urllib.parse import quote
@@ -72,12 +73,34 @@ def spdx_document(
         relationships.append(
             {"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": package_id}
         )
+    # The project's own files form a package of their own: SPDX lets only a package whose
+    # files were analyzed contain files, and the Debian packages' files are not listed.
+    project_id = "SPDXRef-Project"
+    sha1s = sorted(image_file.sha1 for image_file in contents.files)
+    packages.append(
+        {
+            "SPDXID": project_id,
+            "name": f"{repository.rsplit('/', 1)[-1]} project files",
+            "versionInfo": tag,
+            "downloadLocation": NOASSERTION,
+            "filesAnalyzed": True,
+            "packageVerificationCode": {
+                "packageVerificationCodeValue": hashlib.sha1("".join(sha1s).encode()).hexdigest()
+            },
+            "licenseConcluded": NOASSERTION,
+            "licenseDeclared": NOASSERTION,
+            "copyrightText": NOASSERTION,
+            "hasFiles": [f"SPDXRef-File-{number}" for number in range(len(contents.files))],
+        }
+    )
+    relationships.append(
+        {"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": project_id}
+    )
     files = []
     for number, image_file in enumerate(contents.files):
-        file_id = f"SPDXRef-File-{number}"
         files.append(
             {
-                "SPDXID": file_id,
+                "SPDXID": f"SPDXRef-File-{number}",
                 "fileName": f"./{image_file.path}",
                 "checksums": [
                     {"algorithm": "SHA1", "checksumValue": image_file.sha1},
@@ -86,9 +109,6 @@ def spdx_document(
                 "licenseConcluded": NOASSERTION,
                 "copyrightText": NOASSERTION,
             }
-        )
-        relationships.append(
-            {"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": file_id}
         )
     return {
         "spdxVersion": "SPDX-2.3",

@@ -42,7 +42,7 @@ class Pusher:
     def __init__(self, client: RegistryClient, chunk_size: int = CHUNK) -> None:
         self.client = client
         self.chunk_size = chunk_size
-        self.counts = {"present": 0, "mounted": 0, "uploaded": 0, "resumed": 0}
+        self.counts = {"present": 0, "mounted": 0, "uploaded": 0, "resumed": 0, "restarted": 0}
 
     # -- blobs ----------------------------------------------------------------------------
 
@@ -119,16 +119,23 @@ class Pusher:
                     raise MeshseedError(
                         f"{self.client.where()}: uploading {blob.digest} kept failing: {problem}"
                     )
-                location, offset = self._upload_status(repository, location)
-                log.info("upload of %s resumes at byte %d (%s)", blob.digest, offset, problem)
-                self.counts["resumed"] += 1
+                location, offset = self._recover(repository, location, blob.digest)
+                log.info("upload of %s goes on at byte %d after: %s", blob.digest, offset, problem)
         return location
 
-    def _upload_status(self, repository: str, location: str) -> tuple[str, int]:
+    def _recover(self, repository: str, location: str, digest: str) -> tuple[str, int]:
+        """After a failed chunk, go on from what the registry says it holds; or, when it no
+        longer knows the upload, start it again. (distribution's upload URLs carry the
+        offset they expect, so an upload whose answer was lost cannot be continued.)"""
         with closing(self.client.request("GET", location, repository, {}, push=True)) as response:
-            if response.status_code != 204:
-                raise self._failure(response, "asking how much of an upload arrived")
-            return self._location(response), self._received(response, None)
+            if response.status_code == 204:
+                self.counts["resumed"] += 1
+                return self._location(response), self._received(response, None)
+            response.read()
+        self.counts["restarted"] += 1
+        fresh = self._start_upload(repository, digest, None)
+        assert fresh is not None  # without a mount source the registry always opens an upload
+        return fresh, 0
 
     def _finish(self, repository: str, location: str, blob: Blob, content: bytes | None) -> None:
         separator = "&" if "?" in location else "?"

@@ -9,12 +9,26 @@ from pathlib import Path
 from builder.lock import DEFAULT_LOCK
 from builder.store.store import DEFAULT_STORE
 
-DEFAULT_CHUNK_MIB = 8
+DEFAULT_CHUNK = "8M"
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def size(text: str) -> int:
+    """`8M`, `256K` or a number of bytes; at least 64 KiB (the registry's smallest useful chunk)."""
+    unit = _UNITS.get(text[-1:].upper(), 1)
+    number = text[:-1] if unit > 1 else text
+    if not number.isdecimal() or int(number) * unit < 64 << 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of at least 64K (e.g. 8M, 512K)")
+    return int(number) * unit
 
 
 def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
-        "--registry", required=True, metavar="REG", help="e.g. ghcr.io/org or 127.0.0.1:5000/meshseed"
+        "--registry",
+        required=True,
+        metavar="REG",
+        help="e.g. ghcr.io/org; a leading https:// or http:// sets the scheme "
+        "(default: https, but http for this machine)",
     )
     sub.add_argument(
         "--key", type=Path, metavar="FILE", help="cosign.key to sign and attest with ($COSIGN_PASSWORD)"
@@ -29,10 +43,10 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument(
         "--chunk-size",
-        type=int,
-        default=DEFAULT_CHUNK_MIB,
-        metavar="MIB",
-        help="upload blobs larger than this in chunks of it (default: 8)",
+        type=size,
+        default=size(DEFAULT_CHUNK),
+        metavar="SIZE",
+        help=f"upload blobs larger than SIZE in chunks of SIZE (default: {DEFAULT_CHUNK})",
     )
     sub.add_argument("--json", action="store_true", help="print the pushed references as JSON")
 

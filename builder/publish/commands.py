@@ -23,13 +23,22 @@ from builder.store.store import Store
 from builder.tools.git import head_commit
 
 
-def _registries() -> Registries:
-    return Registries(credentials=credentials_for)
+def _registries(endpoint: str | None, registry: str) -> Registries:
+    """Registry clients with credentials; `endpoint` (scheme://host) if the user gave one."""
+    return Registries(mirrors={registry: endpoint} if endpoint else {}, credentials=credentials_for)
+
+
+def _split_scheme(text: str) -> tuple[str | None, str]:
+    """`https://host/path` -> ("https://host", "host/path"); no scheme -> (None, text)."""
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return None, text
+    if scheme not in ("http", "https"):
+        raise bad_input(f"{text!r}: only http:// or https:// may come before the registry")
+    return f"{scheme}://{rest.split('/', 1)[0]}", rest
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    if args.chunk_size < 1:
-        raise bad_input("--chunk-size must be at least 1 (MiB)")
     key = None
     if args.key is not None:
         try:
@@ -48,9 +57,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
             status=ExitStatus.BAD_INPUT,
         )
     facts = Provenance(read_lock(args.lock), head_commit(Path.cwd()), _source_uri())
-    destination = Destination.parse(args.registry)
-    registries = _registries()
-    chunk = args.chunk_size << 20
+    endpoint, registry = _split_scheme(args.registry)
+    destination = Destination.parse(registry)
+    registries = _registries(endpoint, destination.registry)
+    chunk = args.chunk_size
     published, counts = publish(images, destination, registries, key=key, facts=facts, chunk_size=chunk)
     if args.upstream:
         upstream = built_images(args.dist, store, UPSTREAM_IMAGE_PREFIX)
@@ -100,11 +110,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{target}: signature valid, {count} files match",
         )
         return ExitStatus.OK
+    endpoint, text = _split_scheme(args.target)
     try:
-        reference = parse_reference(args.target)
+        reference = parse_reference(text)
     except ValueError as error:
         raise bad_input(str(error)) from None
-    pusher = Pusher(_registries().client(reference.registry))
+    pusher = Pusher(_registries(endpoint, reference.registry).client(reference.registry))
     verified = verify_image(pusher, reference, key)
     kinds = " and ".join(verified.attestations)
     _report(

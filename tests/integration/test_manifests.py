@@ -18,10 +18,11 @@ import yaml
 
 from builder.errors import MeshseedError
 from builder.render.tutor import full_config
-from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver
+from builder.secrets import RECIPES, Purpose, SecretDeriver
 from tests.backup.couchdb_fixtures import agent
 from tests.conftest import EXAMPLE_SITE, REPO
 from tests.integration.cli import meshseed
+from tests.leaks import derived_values
 from tests.pinned import BACKUP_IMAGE_ENTRY, write_test_lock
 from tests.tools import require
 from tests.unit.sites import site
@@ -239,17 +240,6 @@ def test_manifests_scale_with_the_server_count(servers: int, tmp_path: Path, mas
         re.MULTILINE,
     )
     assert images and all("@sha256:" in image for image in images)
-
-
-def derived_values(key: Path, cluster: str, nodes: list[str]) -> list[str]:
-    deriver = SecretDeriver(key.read_bytes(), cluster)
-    values = []
-    for purpose, recipe in RECIPES.items():
-        if recipe.scope is Scope.CLUSTER:
-            values.append(deriver.derive(purpose).text)
-        else:
-            values += [deriver.derive(purpose, node).text for node in nodes]
-    return values
 
 
 def test_no_derived_secret_outside_secret_manifests_and_seeds(example: Path) -> None:

@@ -24,14 +24,15 @@ class AirgapSettings:
     platform: str = REQUIRED_PLATFORM
 
 
-def image_derivation(name: str, settings: AirgapSettings) -> Derivation:
+def image_derivation(name: str, settings: AirgapSettings, *, all_platforms: bool = False) -> Derivation:
+    """Fetch a locked image: the nodes' platform, or every pinned one (for a mirror, which
+    must serve the whole index the lock pins)."""
     image = settings.lock.images[name]
+    platforms = image.platforms if all_platforms else {settings.platform: image.platforms[settings.platform]}
     return Derivation(
         name=f"image-{name}",
         build=build_fetch,
-        inputs=fetch_inputs(
-            image.reference, image.digest, {settings.platform: image.platforms[settings.platform]}
-        ),
+        inputs=fetch_inputs(image.reference, image.digest, platforms),
         fetcher=settings.registries,
     )
 

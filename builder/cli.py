@@ -154,25 +154,28 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    """Fetch one locked image into the store and export it as an OCI image layout."""
+    """Fetch locked images into the store; export one as an OCI image layout with -o."""
     lock = current_lock(args.lock, args.upstream)
-    if args.image not in lock.images:
-        raise bad_input(
-            f"{args.lock}: no image named {args.image!r}", hint=did_you_mean(args.image, lock.images)
-        )
+    for name in args.image:
+        if name not in lock.images:
+            raise bad_input(f"{args.lock}: no image named {name!r}", hint=did_you_mean(name, lock.images))
+    if args.output is not None and len(args.image) != 1:
+        raise bad_input("-o exports one image; name just one")
     from builder.airgap import AirgapSettings, image_derivation  # noqa: PLC0415 - httpx loads on demand
     from builder.oci.layout import export_layout  # noqa: PLC0415
 
     fetching = _fetching(args)
     settings = AirgapSettings(lock, fetching.registries(), fetching.artifacts())
+    derivations = [image_derivation(name, settings, all_platforms=args.all_platforms) for name in args.image]
     store = Store(args.store)
     store.prepare()
     with store.shared():
-        (result,) = realise(
-            store, [image_derivation(args.image, settings)], jobs=1, progress=SilentProgress()
-        )
-        export_layout(result.output.path, args.output)
-    print(f"{args.output}: {lock.images[args.image].pinned} ({result.status})", file=sys.stderr)
+        results = realise(store, derivations, jobs=args.jobs, progress=SilentProgress())
+        if args.output is not None:
+            export_layout(results[0].output.path, args.output)
+    for name, result in zip(args.image, results, strict=True):
+        where = args.output if args.output is not None else "store"
+        print(f"{where}: {lock.images[name].pinned} ({result.status})", file=sys.stderr)
     return ExitStatus.OK
 
 
@@ -393,11 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["upstream", "debian"],
         help="lock (or check) only upstream images or only our packages",
     )
-    fetch = add("fetch", cmd_fetch, "fetch one locked image and export it as an OCI image layout")
-    fetch.add_argument("image", metavar="NAME", help="the image's name in images.lock")
+    text = "fetch locked images into the store; with -o, export one as an OCI image layout"
+    fetch = add("fetch", cmd_fetch, text)
+    fetch.add_argument("image", metavar="NAME", nargs="+", help="an image's name in images.lock")
+    fetch.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write the layout")
     fetch.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="DIR", help="where to write the layout"
+        "--all-platforms",
+        action="store_true",
+        help="every platform the lock pins, not only the nodes' (what `publish --upstream` mirrors)",
     )
+    fetch.add_argument("-j", "--jobs", type=_positive, default=4, metavar="N", help="default: 4")
     _add_store(fetch)
     _add_pins(fetch)
 

@@ -7,17 +7,22 @@ the digest the build recorded, so what is published is exactly what was built.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder.errors import ExitStatus, MeshseedError
+from builder.lock import Lock
+from builder.oci.fetch import build_fetch, fetch_inputs
+from builder.oci.media import INDEXES
 from builder.oci.push import Blob
+from builder.oci.reference import parse_reference
+from builder.store.derivation import Derivation
 from builder.store.store import Store
 
 OWN_IMAGE_PREFIX = "image-own-"
-UPSTREAM_IMAGE_PREFIX = "image-"
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,9 @@ class BuiltImage:
     manifest: bytes
     media_type: str
     digest: str
-    blobs: tuple[Blob, ...]  # config first, then layers in order
+    blobs: tuple[Blob, ...]  # config first, then layers in order; none for an index
+    children: tuple[BuiltImage, ...] = ()  # an index's manifests
+    repository: str | None = None  # where an upstream image lives upstream (registry/path)
 
     @property
     def manifest_json(self) -> dict[str, Any]:
@@ -52,14 +59,12 @@ def build_record(dist: Path) -> dict[str, Any]:
     return record
 
 
-def built_images(dist: Path, store: Store, prefix: str = OWN_IMAGE_PREFIX) -> list[BuiltImage]:
-    """The images the build at `dist` made (or, with UPSTREAM_IMAGE_PREFIX, fetched)."""
+def built_images(dist: Path, store: Store) -> list[BuiltImage]:
+    """The images the build at `dist` made."""
     images = []
     for entry in build_record(dist)["derivations"]:
         name: str = entry["name"]
-        if not name.startswith(prefix) or (
-            prefix == UPSTREAM_IMAGE_PREFIX and name.startswith(OWN_IMAGE_PREFIX)
-        ):
+        if not name.startswith(OWN_IMAGE_PREFIX):
             continue
         store_name = f"{entry['key']}-{name}"
         if not store.has(store_name):
@@ -73,21 +78,58 @@ def built_images(dist: Path, store: Store, prefix: str = OWN_IMAGE_PREFIX) -> li
             raise MeshseedError(
                 f"{store.root}: {store_name}: {problem}", hint="rebuild it: meshseed build --images --repair"
             )
-        images.append(read_layout(name.removeprefix(prefix), store.path_of(store_name)))
+        images.append(read_layout(name.removeprefix(OWN_IMAGE_PREFIX), store.path_of(store_name)))
     return images
 
 
-def read_layout(name: str, layout: Path) -> BuiltImage:
-    """The one image of an OCI layout, with its tag from the ref-name annotation."""
+def upstream_images(lock: Lock, store: Store) -> list[BuiltImage]:
+    """Every pinned upstream image with all its pinned platforms, as `meshseed fetch
+    --all-platforms` left it in the store; a registry takes an index only whole."""
+    images, missing = [], []
+    for name, locked in sorted(lock.images.items()):
+        fetch = Derivation(
+            name=f"image-{name}",
+            build=build_fetch,
+            inputs=fetch_inputs(locked.reference, locked.digest, locked.platforms),
+        )
+        if not store.has(fetch.store_name) or store.verify(fetch.store_name) is not None:
+            missing.append(name)
+            continue
+        reference = parse_reference(locked.reference)
+        image = read_layout(name, store.path_of(fetch.store_name), tag=reference.tag or "latest")
+        images.append(dataclasses.replace(image, repository=reference.repository))
+    if missing:
+        raise MeshseedError(
+            f"{store.root}: holds no complete copy of {', '.join(missing)}",
+            hint=f"meshseed fetch --all-platforms {' '.join(missing)}",
+        )
+    return images
+
+
+def read_layout(name: str, layout: Path, tag: str | None = None) -> BuiltImage:
+    """The one image (or index) of an OCI layout; its tag from the ref-name annotation."""
     (descriptor,) = json.loads((layout / "index.json").read_text())["manifests"]
-    manifest = _blob_path(layout, descriptor["digest"]).read_bytes()
+    if tag is None:
+        tag = descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name", "latest")
+    return _read(name, tag, layout, descriptor["digest"], descriptor["mediaType"])
+
+
+def _read(name: str, tag: str, layout: Path, digest: str, media_type: str) -> BuiltImage:
+    path = _blob_path(layout, digest)
+    if not path.is_file():
+        raise MeshseedError(f"{layout}: {name} lists {digest}, which it does not hold")
+    manifest = path.read_bytes()
     data = json.loads(manifest)
+    if media_type in INDEXES:
+        children = tuple(
+            _read(name, tag, layout, entry["digest"], entry["mediaType"]) for entry in data["manifests"]
+        )
+        return BuiltImage(name, tag, manifest, media_type, digest, (), children)
     blobs = [
         Blob(item["digest"], item["size"], _blob_path(layout, item["digest"]))
         for item in [data["config"], *data.get("layers", [])]
     ]
-    tag = descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name", "latest")
-    return BuiltImage(name, tag, manifest, descriptor["mediaType"], descriptor["digest"], tuple(blobs))
+    return BuiltImage(name, tag, manifest, media_type, digest, tuple(blobs))
 
 
 def _blob_path(layout: Path, digest: str) -> Path:

@@ -14,7 +14,7 @@ from builder.oci.credentials import credentials_for
 from builder.oci.push import Pusher
 from builder.oci.reference import parse_reference
 from builder.oci.registry import Registries
-from builder.publish.built import UPSTREAM_IMAGE_PREFIX, built_images
+from builder.publish.built import built_images, upstream_images
 from builder.publish.run import Destination, Provenance, publish, sign_checksums
 from builder.publish.verify import verify_checksums, verify_image
 from builder.sign.keys import load_private_key, password_from
@@ -50,25 +50,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print("warning: no --key: pushing without signatures or attestations", file=sys.stderr)
     store = Store(args.store)
     images = built_images(args.dist, store)
-    if not images:
+    if not images and not args.upstream:
         raise MeshseedError(
             f"{args.dist}/build.json: the build made no images",
             hint="nox -s build-images",
             status=ExitStatus.BAD_INPUT,
         )
-    facts = Provenance(read_lock(args.lock), head_commit(Path.cwd()), _source_uri())
+    lock = read_lock(args.lock)
+    facts = Provenance(lock, head_commit(Path.cwd()), _source_uri())
+    # Everything to push is found before anything is pushed.
+    upstream = upstream_images(lock, store) if args.upstream else []
     endpoint, registry = _split_scheme(args.registry)
     destination = Destination.parse(registry)
     registries = _registries(endpoint, destination.registry)
     chunk = args.chunk_size
     published, counts = publish(images, destination, registries, key=key, facts=facts, chunk_size=chunk)
-    if args.upstream:
-        upstream = built_images(args.dist, store, UPSTREAM_IMAGE_PREFIX)
-        if not upstream:
-            raise MeshseedError(
-                f"{args.dist}/build.json: the build fetched no upstream images",
-                hint="build with --airgap first",
-            )
+    if upstream:
         copied, more = publish(upstream, destination, registries, key=None, facts=facts, chunk_size=chunk)
         published += copied
         counts = {name: counts[name] + more[name] for name in counts}

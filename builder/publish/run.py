@@ -3,6 +3,7 @@ and sign dist/SHA256SUMS; report every pushed reference with its digest."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -88,13 +89,10 @@ def publish(
     pushed_from: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="meshseed-publish-") as scratch:
         for image in images:
-            path = destination.path_of(image.name)
+            path = destination.path_of(image.repository or image.name)
             target = Target(path, f"{destination.registry}/{path}", image.digest)
             result = Published(image.name, f"{target.name}:{image.tag}@{image.digest}", image.digest)
-            for blob in image.blobs:
-                pusher.push_blob(path, blob, mount_from=pushed_from.get(blob.digest))
-                pushed_from.setdefault(blob.digest, path)
-            if pusher.put_manifest(path, image.tag, image.manifest, image.media_type):
+            if _push_image(pusher, path, image, pushed_from):
                 result.changed.append("image")
             if key is not None:
                 if sign_image(pusher, key, target, Path(scratch)):
@@ -105,6 +103,18 @@ def publish(
                             result.changed.append(kind)
             published.append(result)
     return published, pusher.counts
+
+
+def _push_image(pusher: Pusher, path: str, image: BuiltImage, pushed_from: dict[str, str]) -> bool:
+    """Push an image (an index: its manifests first, by digest) under its tag; True if the
+    registry did not already have it so."""
+    changed = False
+    for child in image.children:
+        changed |= _push_image(pusher, path, dataclasses.replace(child, tag=child.digest), pushed_from)
+    for blob in image.blobs:
+        pusher.push_blob(path, blob, mount_from=pushed_from.get(blob.digest))
+        pushed_from.setdefault(blob.digest, path)
+    return pusher.put_manifest(path, image.tag, image.manifest, image.media_type) or changed
 
 
 def _statements(image: BuiltImage, target: Target, facts: Provenance) -> dict[str, dict[str, Any]]:

@@ -19,10 +19,12 @@ from tests.conftest import EXAMPLE_SITE
 from tests.integration.certs import make_tls
 from tests.integration.cli import MESHSEED, environment, tree_bytes
 from tests.integration.oci_fixtures import (
+    MANIFEST_ACCEPT,
     Containerd,
     Registry,
     TestImage,
     build_busybox_layout,
+    http_request,
     push_layout,
     read_pushed_image,
     serve_registry,
@@ -366,3 +368,47 @@ def test_an_expired_token_is_renewed(
     assert blob_set(tmp_path / "out") == blob_set(
         skopeo_layout(registry, test_images["hello"], tmp_path / "skopeo")
     )
+
+
+def test_publish_upstream_mirrors_each_pinned_index_whole(
+    project: Project, test_images: dict[str, TestImage], tmp_path: Path
+) -> None:
+    project.lock()
+    assert project.meshseed("build").returncode == 0
+    with serve_registry(tmp_path / "mirror") as mirror:
+
+        def publish() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [MESHSEED, "publish", "--registry", f"{mirror.host}/mirror", "--upstream", "--json"],
+                cwd=project.root,
+                env=environment(project.master_key),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        # A mirror must serve the index the lock pins, so every platform must be at hand.
+        refused = publish()
+        assert refused.returncode == 1
+        assert "meshseed fetch --all-platforms hello k3s-busybox" in refused.stderr
+        fetched = project.meshseed("fetch", "--all-platforms", "hello", "k3s-busybox")
+        assert fetched.returncode == 0, fetched.stderr
+
+        result = publish()
+        assert result.returncode == 0, result.stderr
+        report = {image["name"]: image for image in json.loads(result.stdout)["images"]}
+        busybox = test_images["busybox"]
+        assert report["k3s-busybox"]["digest"] == busybox.index_digest
+        assert report["k3s-busybox"]["reference"] == (
+            f"{mirror.host}/mirror/meshseed-test/busybox:1@{busybox.index_digest}"
+        )
+        for digest in [busybox.index_digest, *busybox.platform_digests.values()]:
+            response = http_request(
+                f"{mirror.url}/v2/mirror/meshseed-test/busybox/manifests/{digest}",
+                method="HEAD",
+                accept=MANIFEST_ACCEPT,
+            )
+            assert response.status == 200, digest
+        again = publish()
+        assert again.returncode == 0
+        assert all(image["changed"] == [] for image in json.loads(again.stdout)["images"])

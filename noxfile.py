@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -46,6 +47,16 @@ def build_images(session: nox.Session) -> None:
     """Build dist/ for the example site, with our own images; arguments go to `meshseed build`."""
     install(session)
     session.run("meshseed", "build", "--images", *session.posargs)
+
+
+@nox.session(default=False)
+def publish(session: nox.Session) -> None:
+    """Push the built images (never rebuilding), signed and attested with $COSIGN_KEY_FILE
+    (default cosign.key, sealed with $COSIGN_PASSWORD); arguments go to `meshseed publish`,
+    e.g. `nox -s publish -- --registry ghcr.io/org`."""
+    install(session)
+    key = os.environ.get("COSIGN_KEY_FILE", "cosign.key")
+    session.run("meshseed", "publish", "--key", key, *session.posargs)
 
 
 @nox.session(default=False)

@@ -166,31 +166,29 @@ class Pusher:
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest `reference` (tag or digest) resolves to, or None if there is none."""
-        with closing(
-            self.client.request(
-                "HEAD", f"{repository}/manifests/{reference}", repository, {"Accept": ACCEPT}, push=True
-            )
-        ) as response:
-            if response.status_code == 404:
-                return None
-            if response.status_code != 200:
-                raise self._failure(response, f"looking up {repository}:{reference}")
-            digest: str | None = response.headers.get("docker-content-digest")
-            return digest
+        found = self._manifest("HEAD", repository, reference)
+        digest: str | None = found[0].headers.get("docker-content-digest") if found else None
+        return digest
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
+        found = self._manifest("GET", repository, reference)
+        if found is None:
+            return None
+        response, data = found
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return Manifest(data, media_type, "sha256:" + hashlib.sha256(data).hexdigest())
+
+    def _manifest(self, method: str, repository: str, reference: str) -> tuple[httpx.Response, bytes] | None:
+        """The answer to a HEAD or GET of a manifest and its body; None if there is none."""
+        path = f"{repository}/manifests/{reference}"
         with closing(
-            self.client.request(
-                "GET", f"{repository}/manifests/{reference}", repository, {"Accept": ACCEPT}, push=True
-            )
+            self.client.request(method, path, repository, {"Accept": ACCEPT}, push=True)
         ) as response:
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
-                raise self._failure(response, f"reading {repository}:{reference}")
-            data = response.read()
-        media_type = response.headers.get("content-type", "").split(";")[0].strip()
-        return Manifest(data, media_type, "sha256:" + hashlib.sha256(data).hexdigest())
+                raise self._failure(response, f"{method} {repository}:{reference}")
+            return response, response.read() if method == "GET" else b""
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
         """Store a manifest under `reference` (a tag or its digest); False if it was there."""

@@ -23,6 +23,7 @@ from tests.integration.debian_fixtures import DebRepo, expected_closure
 from tests.integration.oci_fixtures import Registry
 from tests.integration.test_own_images import build_images, make_project
 from tests.leaks import derived_values
+from tests.sign.openssl import openssl_verifies as verifies_der
 from tests.sign.registries import (
     PASSWORD,
     USER,
@@ -118,24 +119,7 @@ def layout_digest(project: Project) -> str:
 
 
 def openssl_verifies(public: Path, data: bytes, signature_b64: str, work: Path) -> bool:
-    openssl = require("openssl", "openssl")
-    (work / "data").write_bytes(data)
-    (work / "sig").write_bytes(base64.b64decode(signature_b64))
-    result = subprocess.run(
-        [
-            openssl,
-            "dgst",
-            "-sha256",
-            "-verify",
-            str(public),
-            "-signature",
-            str(work / "sig"),
-            str(work / "data"),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    return result.returncode == 0
+    return verifies_der(public, data, base64.b64decode(signature_b64), work)
 
 
 def test_publish_signs_and_attests_in_cosigns_layout(

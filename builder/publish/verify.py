@@ -127,7 +127,7 @@ def _check_attestation(
     for layer in layers:
         envelope = pusher.fetch_blob(repository, layer["digest"])
         payload = dsse.open_envelope(envelope, key) if envelope is not None else None
-        if payload is None or json.loads(envelope or b"{}").get("payloadType") != dsse.IN_TOTO:
+        if payload is None:
             continue
         statement = json.loads(payload)
         if statement.get("predicateType") != predicate_type:

@@ -35,13 +35,18 @@ def seal(key: ec.EllipticCurvePrivateKey, payload: bytes, payload_type: str = IN
     )
 
 
-def open_envelope(envelope: bytes, key: ec.EllipticCurvePublicKey) -> bytes | None:
-    """The payload if one of the envelope's signatures is `key`'s over its PAE, else None."""
+def open_envelope(
+    envelope: bytes, key: ec.EllipticCurvePublicKey, expected_type: str = IN_TOTO
+) -> bytes | None:
+    """The payload if it is of `expected_type` and one of the envelope's signatures is
+    `key`'s over its PAE; else None."""
     try:
         data = json.loads(envelope)
         payload_type, payload = data["payloadType"], base64.b64decode(data["payload"], validate=True)
         signatures = [entry["sig"] for entry in data["signatures"]]
     except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    if payload_type != expected_type:
         return None
     message = pae(payload_type, payload)
     return payload if any(is_valid(key, message, signature) for signature in signatures) else None

@@ -162,6 +162,11 @@ class RawRegistry:
         response.raise_for_status()
         return response.content
 
+    def status(self, reference: str) -> int:
+        return httpx.head(
+            f"{self.base}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}
+        ).status_code
+
     def digest_of(self, reference: str) -> str:
         response = httpx.head(f"{self.base}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT})
         response.raise_for_status()

@@ -384,3 +384,20 @@ def test_publish_needs_a_build_and_names_a_bad_key(
     )
     assert result.returncode == 2 and "wrong password" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_store_entry_is_not_published(project: Project, registry: Registry) -> None:
+    (entry,) = (project.root / ".meshseed/store").glob("*-image-own-mini")
+    index = entry / "index.json"
+    original = index.read_bytes()
+    index.chmod(0o644)
+    index.write_bytes(original.replace(b'"schemaVersion"', b'"schemaVersion" '))
+    try:
+        result = project.run("publish", "--registry", f"{registry.host}/damaged", "--key", str(project.key))
+    finally:
+        index.write_bytes(original)
+        index.chmod(0o444)
+    assert result.returncode == 1
+    assert f"{entry.name}: index.json changed (recorded regular sha256:" in result.stderr
+    assert "meshseed build --images --repair" in result.stderr
+    assert RawRegistry(registry.url, "damaged/mini").status("1.0") == 404

@@ -101,10 +101,11 @@ def _prefetched(couch: Couch, name: str) -> Iterator[tuple[list[dict[str, Any]],
 
 
 def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every leaf revision of the page's documents, with `_revisions`, attachments as stubs.
+    """Every leaf revision of the page's documents with its history, attachments as stubs.
 
-    A document whose one leaf is its first revision came with the feed, and its history is
-    that revision alone; the rest are read with `_bulk_get`. There, a document with one live
+    A document whose one leaf is its first revision came with the feed; its history is that
+    revision alone, which `_rev` already says. The rest are read with `_bulk_get` and carry
+    `_revisions`. There, a document with one live
     leaf is asked for by id alone, which servers answer faster than by revision. A document
     or revision that is gone by the time it is asked for (deleted, or a conflict resolved
     and compacted away) is skipped: the write that removed it moved the document further
@@ -132,15 +133,15 @@ def _leaves(couch: Couch, name: str, results: list[dict[str, Any]]) -> list[dict
 
 
 def _first_revision(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The feed's copy of a live document whose only revision is generation 1, with the
-    history `new_edits=false` wants; None for anything that needs `_bulk_get`."""
+    """The feed's copy of a live document whose only revision is generation 1; None for
+    anything that needs `_bulk_get`. It goes without `_revisions`: `new_edits=false` takes
+    a lone `_rev` as a one-revision history, the same tree, and servers store it faster."""
     document: dict[str, Any] | None = row.get("doc")
     if not document or row.get("deleted") or len(row["changes"]) != 1:
         return None
     revision = row["changes"][0]["rev"]
     if document.get("_rev") != revision or not revision.startswith("1-"):
         return None
-    document["_revisions"] = {"start": 1, "ids": [revision[2:]]}
     return document
 
 

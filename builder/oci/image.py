@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from builder.det.compress import GZIP_LEVEL
 from builder.oci.fetch import LAYOUT_VERSION, Descriptor, blob_path
 from builder.oci.media import CONTAINERD_NAME, OCI_MANIFEST, OCI_REF_NAME
+from builder.oci.reference import sha256_digest
 from builder.store.derivation import BuildContext
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -55,7 +56,7 @@ class ImageWriter:
         self.layers.append(Layer(Descriptor(LAYER_GZIP, f"sha256:{sha256}", size), diff.digest(), comment))
 
     def _blob(self, media_type: str, data: bytes) -> Descriptor:
-        descriptor = Descriptor(media_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+        descriptor = Descriptor(media_type, sha256_digest(data), len(data))
         self.ctx.write(blob_path(descriptor.digest), data)
         return descriptor
 

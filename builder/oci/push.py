@@ -8,7 +8,6 @@ changes nothing there.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from contextlib import closing
@@ -20,6 +19,7 @@ import httpx
 
 from builder.errors import MeshseedError
 from builder.oci.media import ACCEPT
+from builder.oci.reference import sha256_digest
 from builder.oci.registry import Manifest, RegistryClient
 
 log = logging.getLogger("meshseed.push")
@@ -57,13 +57,13 @@ class Pusher:
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
-                raise self._failure(response, f"reading blob {digest} of {repository}")
+                raise self.client.failure(response, f"reading blob {digest} of {repository}")
             data = b""
             for chunk in response.iter_bytes():
                 data += chunk
                 if len(data) > limit:
                     return None
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if sha256_digest(data) != digest:
             raise MeshseedError(f"{self.client.where()}: blob {digest} of {repository} has the wrong content")
         return data
 
@@ -90,7 +90,7 @@ class Pusher:
             if response.status_code == 201 and mount_from:
                 return None
             if response.status_code != 202:
-                raise self._failure(response, f"starting an upload of {digest} to {repository}")
+                raise self.client.failure(response, f"starting an upload of {digest} to {repository}")
             return self._location(response)
 
     def _send_chunks(self, repository: str, location: str, blob: Blob) -> str:
@@ -145,7 +145,7 @@ class Pusher:
             self.client.request("PUT", url, repository, headers, content=content, push=True)
         ) as response:
             if response.status_code != 201:
-                raise self._failure(response, f"finishing the upload of {blob.digest} to {repository}")
+                raise self.client.failure(response, f"finishing the upload of {blob.digest} to {repository}")
 
     def _location(self, response: httpx.Response) -> str:
         location: str = response.headers.get("location", "")
@@ -176,7 +176,7 @@ class Pusher:
             return None
         response, data = found
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
-        return Manifest(data, media_type, "sha256:" + hashlib.sha256(data).hexdigest())
+        return Manifest(data, media_type, sha256_digest(data))
 
     def _manifest(self, method: str, repository: str, reference: str) -> tuple[httpx.Response, bytes] | None:
         """The answer to a HEAD or GET of a manifest and its body; None if there is none."""
@@ -187,12 +187,12 @@ class Pusher:
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
-                raise self._failure(response, f"{method} {repository}:{reference}")
+                raise self.client.failure(response, f"{method} {repository}:{reference}")
             return response, response.read() if method == "GET" else b""
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
         """Store a manifest under `reference` (a tag or its digest); False if it was there."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if self.manifest_digest(repository, reference) == digest:
             return False
         with closing(
@@ -206,7 +206,7 @@ class Pusher:
             )
         ) as response:
             if response.status_code != 201:
-                raise self._failure(response, f"storing {repository}:{reference}")
+                raise self.client.failure(response, f"storing {repository}:{reference}")
             stored = response.headers.get("docker-content-digest")
         if stored and stored != digest:
             raise MeshseedError(
@@ -220,12 +220,5 @@ class Pusher:
     def _status(self, method: str, path: str, repository: str, what: str) -> int:
         with closing(self.client.request(method, path, repository, {}, push=True)) as response:
             if response.status_code not in (200, 404):
-                raise self._failure(response, what)
+                raise self.client.failure(response, what)
             return response.status_code
-
-    def _failure(self, response: httpx.Response, what: str) -> MeshseedError:
-        response.read()
-        detail = response.text[:200].strip()
-        return MeshseedError(
-            f"{self.client.where()}: {what}: HTTP {response.status_code}" + (f": {detail}" if detail else "")
-        )

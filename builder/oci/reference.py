@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,11 @@ class Reference:
 
     def pinned(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
+
+
+def sha256_digest(data: bytes) -> str:
+    """The OCI digest of some content: `sha256:<hex>`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def is_digest(text: str) -> bool:

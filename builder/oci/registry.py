@@ -24,7 +24,7 @@ import httpx
 
 from builder.errors import MeshseedError
 from builder.oci.media import ACCEPT
-from builder.oci.reference import DOCKER_HUB, Reference
+from builder.oci.reference import DOCKER_HUB, Reference, sha256_digest
 
 log = logging.getLogger("meshseed.registry")
 
@@ -209,7 +209,7 @@ class RegistryClient:
         log.info("%s: retrying in %.1fs", self.where(), delay)
         self._sleep(delay)
 
-    def _failure(self, response: httpx.Response, what: str) -> MeshseedError:
+    def failure(self, response: httpx.Response, what: str) -> MeshseedError:
         response.read()
         detail = response.text[:200].strip()
         return MeshseedError(
@@ -226,11 +226,11 @@ class RegistryClient:
         )
         try:
             if response.status_code != 200:
-                raise self._failure(response, f"manifest {reference.name}:{tag_or_digest}")
+                raise self.failure(response, f"manifest {reference.name}:{tag_or_digest}")
             data = response.read()
         finally:
             response.close()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if tag_or_digest.startswith("sha256:") and digest != tag_or_digest:
             raise MeshseedError(
                 f"{self.where()}: manifest {reference.name}@{tag_or_digest} has the wrong content "
@@ -257,7 +257,7 @@ class RegistryClient:
                     partial.unlink()
                     continue
                 if response.status_code not in (200, 206):
-                    raise self._failure(response, f"blob {digest} of {reference.name}")
+                    raise self.failure(response, f"blob {digest} of {reference.name}")
                 resumed = response.status_code == 206 and _range_start(response) == have
                 if not resumed:
                     hasher = hashlib.sha256()

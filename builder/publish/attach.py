@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder.oci.media import OCI_MANIFEST
 from builder.oci.push import Blob, Pusher
+from builder.oci.reference import sha256_digest
 from builder.sign import dsse, simplesigning
 from builder.sign.attached import (
     ATTESTATION_SUFFIX,
@@ -26,7 +27,6 @@ from builder.sign.attached import (
     attached_object,
     attached_tag,
     layers_of,
-    sha256_digest,
     with_layer,
 )
 from builder.sign.gojson import go_json

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,6 @@ from builder.publish.attach import Target, attest_image, sign_image
 from builder.publish.built import BuiltImage
 from builder.sign.signature import sign
 from builder.version import builder_version
-
-log = logging.getLogger("meshseed.publish")
 
 SIGNATURE_FILE = CHECKSUMS + ".sig"
 
@@ -81,7 +78,6 @@ def publish(
     key: ec.EllipticCurvePrivateKey | None,
     facts: Provenance,
     chunk_size: int,
-    attest: bool = True,
 ) -> tuple[list[Published], dict[str, int]]:
     pusher = Pusher(registries.client(destination.registry), chunk_size)
     published: list[Published] = []
@@ -97,10 +93,9 @@ def publish(
             if key is not None:
                 if sign_image(pusher, key, target, Path(scratch)):
                     result.changed.append("signature")
-                if attest:
-                    for kind, statement_ in _statements(image, target, facts).items():
-                        if attest_image(pusher, key, target, statement_, Path(scratch)):
-                            result.changed.append(kind)
+                for kind, statement_ in _statements(image, target, facts).items():
+                    if attest_image(pusher, key, target, statement_, Path(scratch)):
+                        result.changed.append(kind)
             published.append(result)
     return published, pusher.counts
 

@@ -8,13 +8,13 @@ layer to what is there, as cosign does; a layer that is already there is not add
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from builder.oci.media import OCI_MANIFEST
+from builder.oci.reference import sha256_digest
 from builder.sign.gojson import go_json
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -29,10 +29,6 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"
 def attached_tag(digest: str, suffix: str) -> str:
     """`sha256:abc...` -> `sha256-abc....sig` (or `.att`)."""
     return digest.replace(":", "-") + "." + suffix
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,17 @@ class Server:
 def start_pouchdb(work: Path) -> Server:
     program = require("pouchdb-server", "npm: pouchdb-server (.ci/run installs it)")
     port = free_port()
+    work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    # pouchdb-server writes its /_config (with any admin's password hash) to config.json and
+    # its log to log.txt, relative to its working directory unless told otherwise; both are
+    # pinned inside `work` so that neither can land in the checkout (issue 14).
+    config = work / f"pouchdb-{port}.config.json"
+    config.write_text(json.dumps({"log": {"file": str(work / f"pouchdb-{port}.log.txt")}}))
     with (work / f"pouchdb-{port}.log").open("wb") as log:
         process = subprocess.Popen(
-            [program, "--in-memory", "--host", "127.0.0.1", "--port", str(port)],
+            [program, "--in-memory", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--dir", str(work), "--config", str(config)],
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,

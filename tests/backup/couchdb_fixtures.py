@@ -56,8 +56,10 @@ def start_pouchdb(work: Path) -> Server:
     config.write_text(json.dumps({"log": {"file": str(work / f"pouchdb-{port}.log.txt")}}))
     with (work / f"pouchdb-{port}.log").open("wb") as log:
         process = subprocess.Popen(
-            [program, "--in-memory", "--host", "127.0.0.1", "--port", str(port)]
-            + ["--dir", str(work), "--config", str(config)],
+            [
+                *(program, "--in-memory", "--host", "127.0.0.1", "--port", str(port)),
+                *("--dir", str(work), "--config", str(config)),
+            ],
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import struct
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from builder.det.compress import compressor_versions, gzip_bytes, zstd_bytes
 from builder.det.epoch import DEFAULT_EPOCH, source_date_epoch
 from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.jsonfmt import canonical_json
-from builder.det.tarfmt import tar_bytes, write_tar
 from builder.det.yamlfmt import dump_yaml
 from builder.errors import MeshseedError
 
@@ -38,60 +36,6 @@ def timezone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
-
-
-def make_tree(root: Path, order: list[str], mtime: int, umask: int) -> Path:
-    old = os.umask(umask)
-    try:
-        for name in order:
-            path = root / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"content of {name}\n")
-            os.utime(path, (mtime, mtime))
-        (root / "bin").mkdir(exist_ok=True)
-        tool = root / "bin" / "tool"
-        tool.write_text("#!/bin/sh\n")
-        tool.chmod(0o700)
-        (root / "link").symlink_to("bin/tool")
-    finally:
-        os.umask(old)
-    return root
-
-
-def tar_of(root: Path) -> bytes:
-    buffer = io.BytesIO()
-    write_tar(root, buffer, mtime=EPOCH)
-    return buffer.getvalue()
-
-
-def test_tar_ignores_order_times_umask_and_owners(tmp_path: Path) -> None:
-    names = ["b.txt", "a/z.txt", "a/b.txt", "c"]
-    first = make_tree(tmp_path / "one", names, 1, 0o022)
-    second = make_tree(tmp_path / "two", list(reversed(names)), 2_000_000_000, 0o077)
-    assert tar_of(first) == tar_of(second)
-
-
-def test_tar_members_are_normalised(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "t", ["b.txt", "a/z.txt"], 5, 0o077)
-    (root / ("long" * 40)).write_text("x")
-    with tarfile.open(fileobj=io.BytesIO(tar_of(root))) as archive:
-        members = archive.getmembers()
-    assert [m.name for m in members] == ["a", "a/z.txt", "b.txt", "bin", "bin/tool", "link", "long" * 40]
-    for member in members:
-        assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
-        assert member.mtime == EPOCH
-        assert set(member.pax_headers) <= {"path"}
-    modes = {m.name: m.mode for m in members}
-    assert modes["a"] == modes["bin"] == modes["bin/tool"] == 0o755
-    assert modes["b.txt"] == 0o644
-    assert members[5].issym() and members[5].linkname == "bin/tool"
-
-
-def test_tar_bytes_sorts_members() -> None:
-    data = tar_bytes({"b": b"2", "a": b"1"}, mtime=EPOCH)
-    assert data == tar_bytes({"a": b"1", "b": b"2"}, mtime=EPOCH)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        assert archive.getnames() == ["a", "b"]
 
 
 def test_gzip_header_has_no_time_or_name() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder.artifacts import Artifacts, build_binary
-from builder.lock import REQUIRED_PLATFORM, Lock
+from builder.lock import REQUIRED_PLATFORM, Lock, LockedImage
 from builder.oci.bundle import build_bundle, bundle_inputs
 from builder.oci.fetch import build_fetch, fetch_inputs
 from builder.oci.registry import Registries
@@ -16,7 +16,8 @@ EXECUTABLES = frozenset({"k3s", "k3s-install.sh"})
 
 @dataclass(frozen=True)
 class AirgapSettings:
-    lock: Lock
+    """How pinned things are fetched and bundled; what is pinned is the build's one lock."""
+
     registries: Registries
     artifacts: Artifacts
     compression: str = "zstd"
@@ -24,10 +25,11 @@ class AirgapSettings:
     platform: str = REQUIRED_PLATFORM
 
 
-def image_derivation(name: str, settings: AirgapSettings, *, all_platforms: bool = False) -> Derivation:
+def image_derivation(
+    name: str, image: LockedImage, settings: AirgapSettings, *, all_platforms: bool = False
+) -> Derivation:
     """Fetch a locked image: the nodes' platform, or every pinned one (for a mirror, which
     must serve the whole index the lock pins)."""
-    image = settings.lock.images[name]
     platforms = image.platforms if all_platforms else {settings.platform: image.platforms[settings.platform]}
     return Derivation(
         name=f"image-{name}",
@@ -46,11 +48,11 @@ class AirgapPlan:
         return [*self.bundles.values(), *self.binaries.values()]
 
 
-def plan_airgap(roles: set[str], settings: AirgapSettings, epoch: int) -> AirgapPlan:
-    images = {name: image_derivation(name, settings) for name in sorted(settings.lock.images)}
+def plan_airgap(roles: set[str], lock: Lock, settings: AirgapSettings, epoch: int) -> AirgapPlan:
+    images = {name: image_derivation(name, image, settings) for name, image in sorted(lock.images.items())}
     bundles = {}
     for role in sorted(roles):
-        wanted = settings.lock.images_for(role)
+        wanted = lock.images_for(role)
         if wanted:
             bundles[role] = Derivation(
                 name=f"airgap-{role}",
@@ -60,7 +62,7 @@ def plan_airgap(roles: set[str], settings: AirgapSettings, epoch: int) -> Airgap
                 dist_path="airgap",
             )
     binaries = {}
-    for name, pinned in sorted(settings.lock.binaries.items()):
+    for name, pinned in sorted(lock.binaries.items()):
         binaries[name] = Derivation(
             name=f"binary-{name.replace('.', '-')}",
             build=build_binary,

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,6 +29,21 @@ _CHUNK = 1 << 20
 class Downloaded:
     sha256: str
     size: int
+
+
+@runtime_checkable
+class Downloader(Protocol):
+    """What a build needs to fetch a pinned file: `Artifacts`, or a stand-in in tests."""
+
+    def download(self, url: str, target: Path, *, sha256: str | None = None) -> Downloaded: ...
+
+
+def downloader(ctx: BuildContext) -> Downloader:
+    """The downloader the derivation was planned with."""
+    fetcher = ctx.derivation.fetcher
+    if not isinstance(fetcher, Downloader):
+        raise MeshseedError(f"{ctx.derivation.name}: no artifact download was configured")
+    return fetcher
 
 
 @dataclass
@@ -76,7 +92,7 @@ class Artifacts:
 
 def build_binary(ctx: BuildContext) -> None:
     """The fetch-binary derivation: one pinned file, checked against the lock's sha256."""
-    artifacts: Artifacts = ctx.derivation.fetcher
+    artifacts = downloader(ctx)
     name = ctx.inputs["file"]
     target = ctx.out / name
     downloaded = artifacts.download(ctx.inputs["url"], target, sha256=ctx.inputs["sha256"])

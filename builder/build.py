@@ -11,15 +11,7 @@ from typing import TYPE_CHECKING, Any
 from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
 from builder.images.spec import IMAGES_DIR, image_specs
-from builder.lock import (
-    DEFAULT_LOCK,
-    DEFAULT_UPSTREAM,
-    Lock,
-    check_lock,
-    load_upstream,
-    read_lock,
-    stale_lock_error,
-)
+from builder.lock import DEFAULT_LOCK, DEFAULT_UPSTREAM, Lock, LockFiles, UpstreamPart, load_lock
 from builder.plan import BuildSettings, pinned_images, plan
 from builder.render.manifests import BACKUP_IMAGE, missing_images
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
@@ -66,6 +58,10 @@ class Request:
     images: bool = False
     images_dir: Path = IMAGES_DIR
 
+    @property
+    def lock_files(self) -> LockFiles:
+        return LockFiles(self.lock, self.upstream, self.images_dir)
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -81,38 +77,37 @@ NO_PINS_WARNING = (
 )
 
 
-def node_pins(request: Request) -> Lock | None:
-    """The lock, if it pins what nodes install; a stale one is refused, a missing part is not."""
-    if not request.lock.exists():
-        return None
-    lock = read_lock(request.lock)
-    if not lock.upstream_sha256:
-        return None
-    problems = check_lock(load_upstream(request.upstream), lock, request.lock)
-    if problems:
-        raise stale_lock_error(problems, request.lock)
-    return lock
+def open_deriver(master_key: Path | None, cluster: str) -> SecretDeriver:
+    """The cluster's secrets, from `--master-key`, $MESHSEED_MASTER_KEY_FILE or the default
+    path (only there is a missing key created)."""
+    key_path, is_default = master_key_path(master_key, os.environ)
+    return SecretDeriver(load_master_key(key_path, create=is_default), cluster)
+
+
+def load_request_lock(request: Request) -> Lock:
+    """images.lock as this build relies on it: an air-gap build fetches what it pins, so
+    it must pin upstream.yaml; our images need their Debian closures."""
+    upstream = UpstreamPart.REQUIRED if request.airgap else UpstreamPart.IF_PINNED
+    return load_lock(request.lock_files, upstream=upstream, debian=request.images)
 
 
 def load(request: Request) -> Loaded:
     site = load_site(request.site)
-    key_path, is_default = master_key_path(request.master_key, os.environ)
-    deriver = SecretDeriver(load_master_key(key_path, create=is_default), site.cluster)
+    deriver = open_deriver(request.master_key, site.cluster)
+    lock = load_request_lock(request)
     airgap = None
     if request.airgap:
         from builder.airgap import AirgapSettings  # noqa: PLC0415 - httpx loads only when fetching
 
         airgap = AirgapSettings(
-            lock=current_lock(request.lock, request.upstream),
             registries=request.fetching.registries(),
             artifacts=request.fetching.artifacts(),
             compression=request.compression,
         )
     epoch = source_date_epoch(os.environ)
-    images = own_images(request, airgap) if request.images else None
-    pins = airgap.lock if airgap is not None else node_pins(request)
-    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, pins=pins)
-    warnings = (() if pins is not None else (NO_PINS_WARNING,)) + manifest_warnings(pins)
+    images = own_images(request, lock, airgap) if request.images else None
+    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, lock=lock)
+    warnings = (() if settings.pins is not None else (NO_PINS_WARNING,)) + manifest_warnings(settings.pins)
     return Loaded(site, closure(plan(site, settings)), Store(request.store), warnings)
 
 
@@ -132,30 +127,15 @@ def manifest_warnings(pins: Lock | None) -> tuple[str, ...]:
     return ()
 
 
-def own_images(request: Request, airgap: AirgapSettings | None) -> OwnImages:
-    """Our images, with the lock checked for them (and for upstream images they build on)."""
+def own_images(request: Request, lock: Lock, airgap: AirgapSettings | None) -> OwnImages:
+    """Our images, each after the images it builds on; upstream ones come fetched by digest."""
     from builder.airgap import image_derivation  # noqa: PLC0415 - httpx loads only when fetching
-    from builder.debian.pin import check_debian  # noqa: PLC0415
     from builder.images.plan import OwnImages  # noqa: PLC0415
 
-    specs = image_specs(request.images_dir)
-    lock = read_lock(request.lock)
-    problems = check_debian(specs, lock, request.lock)
-    if problems:
-        raise stale_lock_error(problems, request.lock)
     upstream = {}
     if airgap is not None:
-        upstream = {name: image_derivation(name, airgap) for name in lock.images}
-    return OwnImages(specs, lock, request.fetching.artifacts(), upstream)
-
-
-def current_lock(lock_path: Path, upstream_path: Path) -> Lock:
-    """The lock, refused when it no longer matches upstream.yaml."""
-    lock = read_lock(lock_path)
-    problems = check_lock(load_upstream(upstream_path), lock, lock_path)
-    if problems:
-        raise stale_lock_error(problems, lock_path)
-    return lock
+        upstream = {name: image_derivation(name, image, airgap) for name, image in lock.images.items()}
+    return OwnImages(image_specs(request.images_dir), request.fetching.artifacts(), upstream)
 
 
 def plan_summary(loaded: Loaded) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.build import Fetching, Request, build, build_summary, current_lock, load, plan_summary
+from builder.build import Fetching, Request, build, build_summary, load, open_deriver, plan_summary
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
@@ -24,29 +24,25 @@ from builder.lock import (
     DEFAULT_LOCK,
     DEFAULT_UPSTREAM,
     EMPTY_LOCK,
-    check_lock,
+    LockFiles,
+    UpstreamPart,
+    load_lock,
     load_upstream,
     read_lock,
-    stale_lock_error,
     write_lock,
 )
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
-from builder.secrets import RECIPES, Purpose, Scope, SecretDeriver, load_master_key, master_key_path
-from builder.site import DEFAULT_SITE, Role, Site, load_site
-from builder.site.decode import did_you_mean
+from builder.secrets import RECIPES, Purpose, Scope
+from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
 from builder.store.progress import SilentProgress, progress_for
 from builder.store.realise import realise
 from builder.store.store import DEFAULT_STORE, Store
+from builder.typed_yaml.decode import did_you_mean
 
 log = logging.getLogger("meshseed")
 Command = Callable[[argparse.Namespace], int]
-
-
-def _deriver(args: argparse.Namespace, site: Site) -> SecretDeriver:
-    path, is_default = master_key_path(args.master_key, os.environ)
-    return SecretDeriver(load_master_key(path, create=is_default), site.cluster)
 
 
 def _count(number: int, noun: str) -> str:
@@ -67,7 +63,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    records = node_records(node_facts(site), _deriver(args, site))
+    records = node_records(node_facts(site), open_deriver(args.master_key, site.cluster))
     if args.output:
         write_atomically(args.output, canonical_json(records).encode())
         print(f"wrote {args.output}", file=sys.stderr)
@@ -91,7 +87,7 @@ def cmd_secret(args: argparse.Namespace) -> int:
         raise bad_input(f"{purpose} is one secret for the whole cluster", hint="drop --node")
     if args.node is not None and args.node not in {node.name for node in site.nodes}:
         raise bad_input(f"{args.site}: no node named {args.node!r}")
-    print(_deriver(args, site).derive(purpose, args.node).text)
+    print(open_deriver(args.master_key, site.cluster).derive(purpose, args.node).text)
     return ExitStatus.OK
 
 
@@ -120,19 +116,17 @@ def _request(args: argparse.Namespace) -> Request:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     """Resolve (or with --check, verify) the upstream part, our images' packages, or both."""
-    from builder.debian.pin import check_debian, pin_images  # noqa: PLC0415 - httpx loads only when fetching
-
     parts = {args.only} if args.only else {"upstream", "debian"}
-    upstream = load_upstream(args.upstream) if "upstream" in parts else None
-    specs = image_specs(args.images_dir) if "debian" in parts else []
     if args.check:
-        lock = read_lock(args.lock)
-        problems = check_lock(upstream, lock, args.lock) if upstream else []
-        problems += check_debian(specs, lock, args.lock)
-        if problems:
-            raise stale_lock_error(problems, args.lock)
+        files = LockFiles(args.lock, args.upstream, args.images_dir)
+        upstream_part = UpstreamPart.REQUIRED if "upstream" in parts else UpstreamPart.UNCHECKED
+        load_lock(files, upstream=upstream_part, debian="debian" in parts)
         print(f"{args.lock}: current", file=sys.stderr)
         return ExitStatus.OK
+    from builder.images.debian_pin import pin_images  # noqa: PLC0415 - httpx loads only when fetching
+
+    upstream = load_upstream(args.upstream) if "upstream" in parts else None
+    specs = image_specs(args.images_dir) if "debian" in parts else []
     lock = read_lock(args.lock) if args.lock.exists() else EMPTY_LOCK
     if upstream is not None:
         from builder.resolve import resolve_lock  # noqa: PLC0415
@@ -155,7 +149,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Fetch locked images into the store; export one as an OCI image layout with -o."""
-    lock = current_lock(args.lock, args.upstream)
+    lock = load_lock(LockFiles(args.lock, args.upstream), upstream=UpstreamPart.REQUIRED)
     for name in args.image:
         if name not in lock.images:
             raise bad_input(f"{args.lock}: no image named {name!r}", hint=did_you_mean(name, lock.images))
@@ -165,8 +159,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from builder.oci.layout import export_layout  # noqa: PLC0415
 
     fetching = _fetching(args)
-    settings = AirgapSettings(lock, fetching.registries(), fetching.artifacts())
-    derivations = [image_derivation(name, settings, all_platforms=args.all_platforms) for name in args.image]
+    settings = AirgapSettings(fetching.registries(), fetching.artifacts())
+    derivations = [
+        image_derivation(name, lock.images[name], settings, all_platforms=args.all_platforms)
+        for name in args.image
+    ]
     store = Store(args.store)
     store.prepare()
     with store.shared():
@@ -233,7 +230,7 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
         raise MeshseedError(f"{site.source}: no node has role backup", status=ExitStatus.BAD_INPUT)
     node = backups[0]
     if args.via == "overlay":
-        host = str(mycelium_identity(_deriver(args, site), node.name).overlay_address)
+        host = str(mycelium_identity(open_deriver(args.master_key, site.cluster), node.name).overlay_address)
     else:
         host = str(node.public_ipv6.ip)
     target = SshTarget(host, args.user, args.ssh_config, tuple(args.ssh_option or ()))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
-from builder.lock import Lock
+from builder.lock import EMPTY_LOCK, Lock
 from builder.render.dns import zone_derivation
 from builder.render.manifests import BACKUP_IMAGE, manifests_derivation, missing_images
 from builder.render.node import NodePlan, mesh_derivation
@@ -36,8 +36,13 @@ class BuildSettings:
     templates: Path = TEMPLATES
     airgap: AirgapSettings | None = None
     images: OwnImages | None = None
-    # A lock that pins k3s and Mycelium; without one, seeds set up the base system only.
-    pins: Lock | None = None
+    # images.lock as `load_lock` checked it; empty when there is none yet.
+    lock: Lock = EMPTY_LOCK
+
+    @property
+    def pins(self) -> Lock | None:
+        """The lock, if it pins k3s and Mycelium; without them, seeds set up the base system only."""
+        return self.lock if self.lock.pins_upstream else None
 
 
 def build_nodes_json(ctx: BuildContext) -> None:
@@ -59,7 +64,8 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     if settings.airgap is not None:
         from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
 
-        airgap = plan_airgap({node.role.value for node in site.nodes}, settings.airgap, settings.epoch)
+        roles = {node.role.value for node in site.nodes}
+        airgap = plan_airgap(roles, settings.lock, settings.airgap, settings.epoch)
         bundles = airgap.bundles
         derivations += airgap.derivations()
         if settings.pins is not None:
@@ -76,7 +82,7 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     if settings.images is not None:
         from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
 
-        derivations.extend(plan_images(settings.images, settings.epoch))
+        derivations.extend(plan_images(settings.images, settings.lock.debian, settings.epoch))
     manifests = plan_manifests(site, settings, node_plan)
     if manifests is not None:
         derivations.append(manifests)

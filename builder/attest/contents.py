@@ -13,15 +13,10 @@ from typing import IO, Any
 
 import zstandard
 
+from builder.debian.package import DebianPackage
+
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_LISTS = "var/lib/dpkg/info/"
-
-
-@dataclass(frozen=True)
-class DebianPackage:
-    name: str
-    version: str
-    architecture: str
 
 
 @dataclass(frozen=True)

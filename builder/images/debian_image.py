@@ -15,14 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from builder.artifacts import Artifacts
+from builder.artifacts import Downloader, downloader
+from builder.debian.package import PinnedClosure
 from builder.debian.rootfs import Package, write_rootfs
 from builder.det.compress import compressor_versions
 from builder.det.jsonfmt import canonical_json
 from builder.det.tarfmt import tar_info
 from builder.errors import MeshseedError
 from builder.images.spec import ImageSpec, source_files
-from builder.lock import DebianLock
 from builder.oci.image import ImageWriter
 from builder.store.derivation import BuildContext, Derivation
 from builder.store.tree import file_sha256
@@ -46,7 +46,7 @@ def _config(spec: ImageSpec) -> dict[str, Any]:
 
 
 def debian_image_derivation(
-    spec: ImageSpec, pinned: DebianLock, epoch: int, artifacts: Artifacts
+    spec: ImageSpec, pinned: PinnedClosure, epoch: int, artifacts: Downloader
 ) -> Derivation:
     assert spec.debian is not None
     packages = [dataclasses.asdict(package) for package in pinned.packages]
@@ -78,7 +78,7 @@ def debian_image_derivation(
 
 
 def _fetch_deb(ctx: BuildContext, package: dict[str, Any]) -> Path:
-    artifacts: Artifacts = ctx.derivation.fetcher
+    artifacts = downloader(ctx)
 
     def download(partial: Path) -> None:
         try:

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from builder.artifacts import Downloader
+from builder.debian.package import PinnedClosure
 from builder.errors import MeshseedError
 from builder.images.containerfile import containerfile_derivation
 from builder.images.debian_image import debian_image_derivation
 from builder.images.spec import Backend, ImageSpec
-from builder.lock import Lock
 from builder.store.derivation import Derivation
 
 
 @dataclass(frozen=True)
 class OwnImages:
     specs: list[ImageSpec]
-    lock: Lock
-    artifacts: Any
+    artifacts: Downloader
     # Fetch derivations of locked upstream images, for Containerfiles built on them.
     upstream: dict[str, Derivation]
 
 
-def plan_images(settings: OwnImages, epoch: int) -> list[Derivation]:
+def plan_images(settings: OwnImages, debian: dict[str, PinnedClosure], epoch: int) -> list[Derivation]:
+    """`debian` holds images.lock's pinned closures of our Debian images, by image name."""
     built: dict[str, Derivation] = {}
     pending = {spec.name: spec for spec in settings.specs}
     while pending:
@@ -32,7 +32,7 @@ def plan_images(settings: OwnImages, epoch: int) -> list[Derivation]:
         for spec in sorted(ready, key=lambda s: s.name):
             del pending[spec.name]
             if spec.backend is Backend.DEBIAN:
-                pinned = settings.lock.debian.get(spec.name)
+                pinned = debian.get(spec.name)
                 if pinned is None:
                     raise MeshseedError(
                         f"images.lock: debian.{spec.name}: is missing", hint="run `meshseed lock`"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+from builder.det.jsonfmt import canonical_json
 from builder.errors import bad_input
-from builder.site.decode import Decoder
-from builder.site.document import decode_document, read_text
-from builder.site.scalars import Label, pattern_scalar
+from builder.typed_yaml.decode import Decoder
+from builder.typed_yaml.document import decode_document, read_text
+from builder.typed_yaml.scalars import Label, pattern_scalar
 
 IMAGES_DIR = Path("images")
 SPEC_FILE = "image.yaml"
@@ -51,6 +54,10 @@ class DebianSpec:
     packages: tuple[PackageName, ...] = field(
         metadata={"doc": "Packages; their closure is installed.", "min_items": 1}
     )
+
+    def request_sha256(self) -> str:
+        """What the lock records of this request, so that changing it makes the lock stale."""
+        return hashlib.sha256(canonical_json(dataclasses.asdict(self), pretty=False).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from builder.errors import MeshseedError
 from builder.oci.media import CONTAINERD_NAME, INDEXES, MANIFESTS, OCI_REF_NAME
 from builder.oci.reference import Reference, parse_reference
-from builder.oci.registry import Manifest, Registries, RegistryClient
+from builder.oci.registry import Manifest, RegistryClient
 from builder.store.derivation import BuildContext
 
 LAYOUT_VERSION = '{"imageLayoutVersion":"1.0.0"}'
+
+
+@runtime_checkable
+class RegistryAccess(Protocol):
+    """What a fetch needs: a client for each registry (`Registries`, with its mirrors)."""
+
+    def client(self, registry: str) -> RegistryClient: ...
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,8 @@ def _media_type(manifest: Manifest) -> str:
 
 def build_fetch(ctx: BuildContext) -> None:
     reference = parse_reference(ctx.inputs["reference"])
-    registries: Registries = ctx.derivation.fetcher
-    if registries is None:
+    registries = ctx.derivation.fetcher
+    if not isinstance(registries, RegistryAccess):
         raise MeshseedError(f"{ctx.derivation.name}: no registry access was configured")
     client = registries.client(reference.registry)
     top = client.manifest(reference, ctx.inputs["digest"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
-from builder.lock import read_lock
+from builder.lock import LockFiles, UpstreamPart, load_lock
 from builder.oci.credentials import credentials_for
 from builder.oci.push import Pusher
 from builder.oci.reference import parse_reference
@@ -56,7 +56,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             hint="nox -s build-images",
             status=ExitStatus.BAD_INPUT,
         )
-    lock = read_lock(args.lock)
+    lock = load_lock(LockFiles(args.lock), upstream=UpstreamPart.UNCHECKED)
     facts = Provenance(lock, head_commit(Path.cwd()), _source_uri())
     # Everything to push is found before anything is pushed.
     upstream = upstream_images(lock, store) if args.upstream else []

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from builder.site.decode import Decoder
 from builder.site.model import Role
+from builder.typed_yaml.decode import Decoder
 
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.site.checks import check_hosts, check_nodes
-from builder.site.decode import Decoder
-from builder.site.document import decode_document, read_text
 from builder.site.model import Site
+from builder.typed_yaml.decode import Decoder
+from builder.typed_yaml.document import decode_document, read_text
 
 DEFAULT_SITE = Path("site.yaml")
 

@@ -14,12 +14,12 @@ from builder.site.scalars import (
     DnsName,
     InterfaceName,
     IPv6Address,
-    Label,
     MacAddress,
     PeerEndpoint,
     PublicInterface,
     SshPublicKey,
 )
+from builder.typed_yaml.scalars import Label
 
 
 class Role(StrEnum):

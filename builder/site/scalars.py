@@ -1,8 +1,6 @@
-"""Scalar value types of site.yaml: how each is parsed, checked and described in the schema.
+"""Scalar value types of site.yaml only: DNS names, addresses, peers, SSH keys, MACs.
 
-A model field is annotated as `Annotated[T, Scalar(...)]`; the loader and the JSON Schema
-generator both read that one declaration, so the file format, the checks and the schema
-cannot drift apart.
+The generic machinery (`Scalar`, `pattern_scalar`, `Label`) is in `builder.typed_yaml`.
 """
 
 from __future__ import annotations
@@ -12,52 +10,16 @@ import binascii
 import ipaddress
 import re
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-JsonSchema = dict[str, Any]
-
-
-@dataclass(frozen=True, eq=False)
-class Scalar:
-    """A string in YAML that parses into a typed value, or raises ValueError saying why."""
-
-    parse: Callable[[str], Any]
-    schema: JsonSchema
-
-
-def pattern_scalar(pattern: str, what: str, **schema: Any) -> Scalar:
-    """A string that must match `pattern` in full; the error says it is not `what`."""
-
-    def parse(text: str) -> str:
-        if not re.fullmatch(pattern, text):
-            raise ValueError(f"{text!r} is not {what}")
-        return text
-
-    return Scalar(parse, {"type": "string", "pattern": f"^(?:{pattern})$", **schema})
-
-
-_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def parse_label(text: str) -> str:
-    """An RFC 1123 label, as Kubernetes and hostnames need it."""
-    if _LABEL.fullmatch(text):
-        return text
-    if _LABEL.fullmatch(text.lower()):
-        raise ValueError(f"{text!r} is not an RFC 1123 label (use lowercase: {text.lower()!r})")
-    raise ValueError(
-        f"{text!r} is not an RFC 1123 label "
-        "(1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit)"
-    )
+from builder.typed_yaml.scalars import LABEL, Scalar, pattern_scalar
 
 
 def parse_dns_name(text: str) -> str:
     """A fully qualified DNS host name of at least two labels, without a trailing dot."""
     name = text.removesuffix(".")
     labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+    if len(name) > 253 or len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels):
         hint = (
             f"use lowercase: {text.lower()!r}"
             if text != text.lower()
@@ -156,10 +118,6 @@ def parse_ssh_public_key(text: str) -> str:
     return " ".join(text.split())
 
 
-Label = Annotated[
-    str,
-    Scalar(parse_label, {"type": "string", "pattern": f"^{_LABEL.pattern}$", "maxLength": 63}),
-]
 DnsName = Annotated[str, Scalar(parse_dns_name, {"type": "string", "format": "hostname"})]
 PublicInterface = Annotated[
     ipaddress.IPv6Interface,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError
@@ -29,6 +29,13 @@ from builder.version import builder_version
 
 Json = Any
 BuildFunction = Callable[["BuildContext"], None]
+
+
+class Fetcher(Protocol):
+    """Network access handed to a build function: a registry client factory, a file
+    downloader. The store only carries it; each build function checks it is the kind it
+    needs (`RegistryAccess`, `Downloader`), as the store cannot know those without
+    importing the packages that build on it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +53,7 @@ class Derivation:
     dist_also: tuple[str, ...] = ()
     # How to reach registries and artifact servers. Not part of the key: everything
     # fetched is checked against a digest that is.
-    fetcher: Any = None
+    fetcher: Fetcher | None = None
 
     @cached_property
     def key(self) -> str:

@@ -10,7 +10,7 @@ import yaml
 
 from builder.det.yamlfmt import FAST_LOADER
 from builder.errors import ExitStatus, MeshseedError, Problem, bad_input
-from builder.site.decode import Decoder
+from builder.typed_yaml.decode import Decoder
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from builder.errors import Problem
-from builder.site.scalars import Scalar
+from builder.typed_yaml.scalars import Scalar
 
 _YAML_TAG_NAMES = {
     "tag:yaml.org,2002:str": "a string",
@@ -113,7 +113,7 @@ class Decoder:
             if fields is None or any(f.name not in fields for f in public_fields(hint) if _required(f)):
                 return INVALID
             return hint(**fields)
-        raise TypeError(f"the site model uses a type the decoder does not know: {hint!r}")
+        raise TypeError(f"a model uses a type the decoder does not know: {hint!r}")
 
     def _string(self, node: yaml.Node, path: str) -> str | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":

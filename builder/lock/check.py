@@ -1,0 +1,75 @@
+"""Is images.lock current? Against images/upstream.yaml, and against our image specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builder.errors import MeshseedError, Problem
+from builder.images.spec import Backend, ImageSpec
+from builder.lock.model import Lock
+from builder.lock.upstream import REQUIRED_PLATFORM, Upstream
+
+
+def check_lock(upstream: Upstream, lock: Lock, lock_path: Path) -> list[Problem]:
+    """What in the lock is missing or stale against upstream.yaml; empty when current."""
+    file = str(lock_path)
+    problems = []
+
+    def problem(path: str, message: str) -> None:
+        problems.append(Problem(file, 0, path, message, "run `meshseed lock`"))
+
+    if not lock.upstream_sha256:
+        problem("upstream_sha256", "no upstream images are locked yet")
+        return problems
+    if lock.upstream_sha256 != upstream.sha256:
+        problem("upstream_sha256", "images/upstream.yaml changed since the lock was written")
+    if lock.k3s_version != upstream.k3s.version:
+        problem("k3s.version", f"is {lock.k3s_version}, upstream.yaml asks for {upstream.k3s.version}")
+    if lock.mycelium_version != upstream.mycelium.version:
+        problem(
+            "mycelium.version",
+            f"is {lock.mycelium_version}, upstream.yaml asks for {upstream.mycelium.version}",
+        )
+    for image in upstream.images:
+        locked = lock.images.get(image.name)
+        if locked is None:
+            problem(f"images.{image.name}", "is missing")
+        elif locked.reference != image.image:
+            problem(f"images.{image.name}", f"pins {locked.reference}, upstream.yaml asks for {image.image}")
+        elif REQUIRED_PLATFORM not in locked.platforms:
+            problem(f"images.{image.name}", f"has no {REQUIRED_PLATFORM} manifest")
+    for name, url in upstream.binaries().items():
+        locked_file = lock.binaries.get(name)
+        if locked_file is None:
+            problem(f"binaries.{name}", "is missing")
+        elif locked_file.url != url:
+            problem(f"binaries.{name}", f"pins {locked_file.url}, upstream.yaml asks for {url}")
+    return problems
+
+
+def check_debian(specs: list[ImageSpec], lock: Lock, lock_path: Path) -> list[Problem]:
+    """What in the lock's Debian part is missing or stale against our images' specs."""
+    problems = []
+    for spec in specs:
+        if spec.backend is not Backend.DEBIAN or spec.debian is None:
+            continue
+        pinned = lock.debian.get(spec.name)
+        if pinned is None:
+            problems.append(
+                Problem(str(lock_path), 0, f"debian.{spec.name}", "is missing", "run `meshseed lock`")
+            )
+        elif pinned.request_sha256 != spec.debian.request_sha256():
+            problems.append(
+                Problem(
+                    str(lock_path),
+                    0,
+                    f"debian.{spec.name}",
+                    f"images/{spec.name}/image.yaml asks for other packages or sources than were locked",
+                    "run `meshseed lock`",
+                )
+            )
+    return problems
+
+
+def stale_lock_error(problems: list[Problem], lock_path: Path) -> MeshseedError:
+    return MeshseedError(f"{lock_path}: does not match images/upstream.yaml", problems=problems)

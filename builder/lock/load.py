@@ -1,0 +1,55 @@
+"""The one way into images.lock: read it, check what the caller relies on, return it.
+
+Build, `lock --check`, fetch and publish all come through `load_lock`, so a stale lock is
+refused the same way everywhere, every stale entry named at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from builder.errors import Problem
+from builder.images.spec import IMAGES_DIR, image_specs
+from builder.lock.check import check_debian, check_lock, stale_lock_error
+from builder.lock.file import read_lock
+from builder.lock.model import DEFAULT_LOCK, EMPTY_LOCK, Lock
+from builder.lock.upstream import DEFAULT_UPSTREAM, load_upstream
+
+
+@dataclass(frozen=True)
+class LockFiles:
+    """Where the lock is, and the files it is checked against."""
+
+    lock: Path = DEFAULT_LOCK
+    upstream: Path = DEFAULT_UPSTREAM
+    images_dir: Path = IMAGES_DIR
+
+
+class UpstreamPart(Enum):
+    """How much the caller relies on the lock's upstream part (k3s, Mycelium, upstream images)."""
+
+    # Fetching and air-gap bundles need it pinned and current.
+    REQUIRED = "required"
+    # A plain build works without it (seeds set up the base system only), so a missing
+    # lock reads as empty; once pinned it must be current.
+    IF_PINNED = "if pinned"
+    # Publishing describes what was built with the lock as it was; upstream.yaml may have moved on.
+    UNCHECKED = "unchecked"
+
+
+def load_lock(files: LockFiles, *, upstream: UpstreamPart, debian: bool = False) -> Lock:
+    """images.lock, refused when stale in a part the caller relies on. With `debian`, our
+    images' Debian closures must be pinned for their current image.yaml."""
+    if upstream is UpstreamPart.IF_PINNED and not debian and not files.lock.exists():
+        return EMPTY_LOCK
+    lock = read_lock(files.lock)
+    problems: list[Problem] = []
+    if upstream is UpstreamPart.REQUIRED or (upstream is UpstreamPart.IF_PINNED and lock.pins_upstream):
+        problems += check_lock(load_upstream(files.upstream), lock, files.lock)
+    if debian:
+        problems += check_debian(image_specs(files.images_dir), lock, files.lock)
+    if problems:
+        raise stale_lock_error(problems, files.lock)
+    return lock

@@ -137,7 +137,14 @@ def master_key_path(option: Path | None, environ: Mapping[str, str]) -> tuple[Pa
     """Where the master key is, and whether it is the default (the only place we create one)."""
     if option is not None:
         return option, False
-    if environ.get(MASTER_KEY_ENV):
+    if MASTER_KEY_ENV in environ:
+        # An empty value is most often a variable that expanded to nothing; falling back to
+        # the default would quietly create a new key there and change every secret.
+        if not environ[MASTER_KEY_ENV]:
+            raise bad_input(
+                f"${MASTER_KEY_ENV} is set but empty",
+                hint=f"name the key file in it, or unset it to use {DEFAULT_MASTER_KEY}",
+            )
         return Path(environ[MASTER_KEY_ENV]), False
     return DEFAULT_MASTER_KEY, True
 
@@ -150,7 +157,9 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
     would give every secret of an existing cluster a new value.
     """
     try:
-        info = path.stat()
+        # O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat on the
+        # open file then refuses it, and checks exactly the file that is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (NotADirectoryError, FileNotFoundError):
         if not create:
             raise bad_input(
@@ -160,6 +169,20 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
         return _create_master_key(path)
     except OSError as error:
         raise bad_input(f"{path}: cannot read the master key: {error.strerror}") from None
+    try:
+        key = _read_private_file(path, fd)
+    finally:
+        os.close(fd)
+    if len(key) != MASTER_KEY_SIZE:
+        raise bad_input(
+            f"{path}: a master key is exactly {MASTER_KEY_SIZE} bytes, this file has {len(key)}",
+            hint="restore the key from your backup",
+        )
+    return key
+
+
+def _read_private_file(path: Path, fd: int) -> bytes:
+    info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise bad_input(f"{path}: the master key must be a regular file")
     if info.st_mode & 0o077:
@@ -168,15 +191,10 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
             hint=f"chmod 600 {path}",
         )
     try:
-        key = path.read_bytes()
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read()
     except OSError as error:
         raise bad_input(f"{path}: cannot read the master key: {error.strerror}") from None
-    if len(key) != MASTER_KEY_SIZE:
-        raise bad_input(
-            f"{path}: a master key is exactly {MASTER_KEY_SIZE} bytes, this file has {len(key)}",
-            hint="restore the key from your backup",
-        )
-    return key
 
 
 def _create_master_key(path: Path) -> bytes:

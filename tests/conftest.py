@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="rewrite tests/golden from the current output"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # With --update-golden the golden tests write what they compare against, so they cannot
+    # fail; in CI that would pass any change to a render unseen.
+    if config.getoption("--update-golden") and os.environ.get("CI") == "true":
+        raise pytest.UsageError("--update-golden is refused under CI=true: it makes the golden tests pass")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.oci_fixtures import free_port
-from tests.tools import require
+from tests.tools import require, unavailable
 
 
 @dataclass
@@ -33,7 +33,7 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     """sshd for the backup node's public address, as site.yaml gives it."""
     program = require("sshd", "openssh-server")
     if os.geteuid() != 0:
-        pytest.skip("sshd needs root to switch to the login user")
+        unavailable("sshd needs root to switch to the login user")
     work = tmp_path / "sshd"
     work.mkdir()
     keygen(work / "host_key")

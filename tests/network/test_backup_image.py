@@ -16,6 +16,7 @@ import pytest
 from tests.backup.couchdb_fixtures import Server, agent, fill
 from tests.conftest import REPO
 from tests.integration.cli import meshseed
+from tests.tools import require
 
 pytestmark = pytest.mark.network
 
@@ -54,9 +55,7 @@ def test_the_backup_image_builds_reproducibly_and_runs(
     shutil.copy(REPO / "site.yaml", tmp_path / "site.yaml")
     first, second = build(tmp_path, master_key_file, "one"), build(tmp_path, master_key_file, "two")
     assert first == second
-    podman = shutil.which("podman")
-    if podman is None:
-        pytest.skip("podman is not installed (Debian package: podman)")
+    podman = require("podman", "podman")
     image = f"oci:{tmp_path / 'dist-one' / 'images' / 'backup'}:0.1.0"
     ran = subprocess.run(
         [*podman_argv(podman, tmp_path / "p", "--network", "none"), image, "--version"],

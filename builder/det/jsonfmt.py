@@ -17,3 +17,9 @@ def canonical_json(value: Any, *, pretty: bool = True) -> str:
     else:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text + "\n"
+
+
+def compact_json(value: Any) -> str:
+    """Sorted keys, no spaces, ASCII escapes and no newline: how OCI blobs and layouts are
+    written, so a manifest's bytes (and so its digest) are the same on any machine."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from builder.det.jsonfmt import compact_json
 from builder.errors import MeshseedError
 from builder.images.debian_image import IMAGE_NAMESPACE
 from builder.images.spec import ImageSpec, source_files
@@ -103,7 +104,7 @@ def _adopt_layout(ctx: BuildContext, layout: Path) -> None:
         manifest.setdefault("annotations", {})[CONTAINERD_NAME] = (
             f"{IMAGE_NAMESPACE}/{ctx.inputs['name']}:{ctx.inputs['tag']}"
         )
-    ctx.write("index.json", json.dumps(index, sort_keys=True, separators=(",", ":")))
+    ctx.write("index.json", compact_json(index))
 
 
 def build_with_docker(ctx: BuildContext) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from builder.det.jsonfmt import compact_json
 from builder.errors import MeshseedError
 from builder.oci.media import CONTAINERD_NAME, INDEXES, MANIFESTS, OCI_REF_NAME
 from builder.oci.reference import Reference, parse_reference
@@ -54,7 +55,7 @@ def layout_index(images: list[tuple[str, Descriptor]]) -> str:
         tag = parse_reference(name).tag
         annotations = {CONTAINERD_NAME: name, **({OCI_REF_NAME: tag} if tag else {})}
         manifests.append(descriptor.as_json(annotations))
-    return json.dumps({"schemaVersion": 2, "manifests": manifests}, sort_keys=True, separators=(",", ":"))
+    return compact_json({"schemaVersion": 2, "manifests": manifests})
 
 
 def fetch_inputs(reference: str, digest: str, platforms: dict[str, str]) -> dict[str, Any]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from builder.det.compress import GZIP_LEVEL
+from builder.det.jsonfmt import compact_json
 from builder.oci.fetch import LAYOUT_VERSION, Descriptor, blob_path
 from builder.oci.media import CONTAINERD_NAME, OCI_MANIFEST, OCI_REF_NAME
 from builder.oci.reference import sha256_digest
-from builder.store.derivation import BuildContext
+from builder.store.derivation import BuildContext, HashingWriter
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -40,20 +39,20 @@ class ImageWriter:
     def layer(self, comment: str) -> Iterator[BinaryIO]:
         """A stream for one layer's tar; it is gzipped and hashed (both ways) as it is written."""
         temporary = f"blobs/.layer-{len(self.layers)}"
-        with self.ctx.open_output(temporary) as out:
-            diff = _Hasher()
-            with gzip.GzipFile(
-                filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0
-            ) as packed:
-                diff.target = packed
-                yield diff  # type: ignore[misc]
+        with (
+            self.ctx.open_output(temporary) as out,
+            gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0) as packed,
+        ):
+            diff = HashingWriter(packed)
+            yield diff  # type: ignore[misc]
         sha256 = self.ctx.known_digests.pop(temporary)
         size = (self.ctx.out / temporary).stat().st_size
         final = blob_path(f"sha256:{sha256}")
         (self.ctx.out / final).parent.mkdir(parents=True, exist_ok=True)
         (self.ctx.out / temporary).rename(self.ctx.out / final)
         self.ctx.known_digests[final] = sha256
-        self.layers.append(Layer(Descriptor(LAYER_GZIP, f"sha256:{sha256}", size), diff.digest(), comment))
+        diff_id = f"sha256:{diff.sha256.hexdigest()}"
+        self.layers.append(Layer(Descriptor(LAYER_GZIP, f"sha256:{sha256}", size), diff_id, comment))
 
     def _blob(self, media_type: str, data: bytes) -> Descriptor:
         descriptor = Descriptor(media_type, sha256_digest(data), len(data))
@@ -79,7 +78,7 @@ class ImageWriter:
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in self.layers]},
             "history": [{"created": created, "created_by": layer.comment} for layer in self.layers],
         }
-        config_descriptor = self._blob(CONFIG, _json(image_config))
+        config_descriptor = self._blob(CONFIG, compact_json(image_config).encode())
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -87,35 +86,11 @@ class ImageWriter:
             "layers": [layer.descriptor.as_json() for layer in self.layers],
             "annotations": {"org.opencontainers.image.created": created, **annotations},
         }
-        manifest_descriptor = self._blob(OCI_MANIFEST, _json(manifest))
+        manifest_descriptor = self._blob(OCI_MANIFEST, compact_json(manifest).encode())
         index = {
             "schemaVersion": 2,
             "manifests": [manifest_descriptor.as_json({OCI_REF_NAME: tag, CONTAINERD_NAME: f"{name}:{tag}"})],
         }
-        self.ctx.write("index.json", _json(index))
+        self.ctx.write("index.json", compact_json(index))
         self.ctx.write("oci-layout", LAYOUT_VERSION)
         return manifest_descriptor
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-class _Hasher:
-    """Passes bytes on to the gzip stream and hashes them: the layer's diff_id."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-        self.sha256 = hashlib.sha256()
-        self.position = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.position += len(data)
-        return int(self.target.write(data))
-
-    def tell(self) -> int:
-        return self.position
-
-    def digest(self) -> str:
-        return "sha256:" + self.sha256.hexdigest()

@@ -77,10 +77,15 @@ class Derivation:
         return f"{self.key}-{self.name}"
 
 
-class _HashingWriter(io.RawIOBase):
-    """Writes through to a file and hashes what passes."""
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
-    def __init__(self, target: BinaryIO) -> None:
+
+class HashingWriter(io.RawIOBase):
+    """Writes through to `target` and takes the sha256 of what passes (an output file's
+    digest, an image layer's diff_id), so nothing need be read back to hash it."""
+
+    def __init__(self, target: Sink) -> None:
         self.target = target
         self.sha256 = hashlib.sha256()
         self.position = 0
@@ -139,7 +144,7 @@ class BuildContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as raw:
             os.fchmod(raw.fileno(), 0o644)
-            hashing = _HashingWriter(raw)
+            hashing = HashingWriter(raw)
             yield hashing  # type: ignore[misc]
         self.known_digests[relative] = hashing.sha256.hexdigest()
 

@@ -9,7 +9,19 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ExitStatus, MeshseedError
-from builder.lock import Lock, LockedFile, LockedImage, check_lock, load_upstream, read_lock, write_lock
+from builder.lock import (
+    EMPTY_LOCK,
+    Lock,
+    LockedFile,
+    LockedImage,
+    LockFiles,
+    UpstreamPart,
+    check_lock,
+    load_lock,
+    load_upstream,
+    read_lock,
+    write_lock,
+)
 from tests.conftest import REPO
 
 DIGEST = "sha256:" + "1" * 64
@@ -99,3 +111,40 @@ def test_unreadable_locks(tmp_path: Path) -> None:
     broken.write_text(json.dumps({**current_lock().as_json(), "version": 9}))
     with pytest.raises(MeshseedError, match="this meshseed reads version 1"):
         read_lock(broken)
+
+
+def lock_files(tmp_path: Path) -> LockFiles:
+    return LockFiles(tmp_path / "images.lock", REPO / "images" / "upstream.yaml", REPO / "images")
+
+
+def test_load_lock_reads_a_missing_lock_as_empty_only_where_nothing_is_relied_on(tmp_path: Path) -> None:
+    files = lock_files(tmp_path)
+    assert load_lock(files, upstream=UpstreamPart.IF_PINNED) == EMPTY_LOCK
+    for upstream, debian in ((UpstreamPart.REQUIRED, False), (UpstreamPart.IF_PINNED, True)):
+        with pytest.raises(MeshseedError, match=r"images\.lock: missing"):
+            load_lock(files, upstream=upstream, debian=debian)
+
+
+def test_load_lock_checks_the_upstream_part_as_asked(tmp_path: Path) -> None:
+    files = lock_files(tmp_path)
+    unpinned = replace(current_lock(), upstream_sha256="")
+    write_lock(unpinned, files.lock)
+    assert not load_lock(files, upstream=UpstreamPart.IF_PINNED).pins_upstream
+    with pytest.raises(MeshseedError) as caught:
+        load_lock(files, upstream=UpstreamPart.REQUIRED)
+    assert [p.path for p in caught.value.problems] == ["upstream_sha256"]
+    stale = replace(current_lock(), k3s_version="v0.0.1")
+    write_lock(stale, files.lock)
+    assert load_lock(files, upstream=UpstreamPart.UNCHECKED) == stale
+    for part in (UpstreamPart.IF_PINNED, UpstreamPart.REQUIRED):
+        with pytest.raises(MeshseedError, match="does not match") as caught:
+            load_lock(files, upstream=part)
+        assert [p.path for p in caught.value.problems] == ["k3s.version"]
+
+
+def test_load_lock_names_every_stale_part_at_once(tmp_path: Path) -> None:
+    files = lock_files(tmp_path)
+    write_lock(replace(current_lock(), k3s_version="v0.0.1"), files.lock)
+    with pytest.raises(MeshseedError) as caught:
+        load_lock(files, upstream=UpstreamPart.REQUIRED, debian=True)
+    assert sorted(p.path for p in caught.value.problems) == ["debian.backup", "k3s.version"]

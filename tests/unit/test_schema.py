@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from builder.errors import ExitStatus, MeshseedError
+from builder.site import load_site
 from builder.site.model import Node, Role, Site
 from builder.site.schema import site_schema
 from tests.conftest import EXAMPLE_SITE
@@ -38,18 +41,24 @@ def test_example_site_validates_against_the_schema() -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "path"),
     [
-        lambda doc: doc.update(colour="blue"),
-        lambda doc: doc["nodes"][0].update(role="sever"),
-        lambda doc: doc["nodes"][0].pop("gateway"),
-        lambda doc: doc["nodes"][0].update(ssh_authorized_keys=[]),
-        lambda doc: doc["nodes"][0].update(public_ipv6="2001:db8::1"),
+        (lambda doc: doc.update(colour="blue"), "colour"),
+        (lambda doc: doc["nodes"][0].update(role="sever"), "nodes[0].role"),
+        (lambda doc: doc["nodes"][0].pop("gateway"), "nodes[0]"),
+        (lambda doc: doc["nodes"][0].update(ssh_authorized_keys=[]), "nodes[0].ssh_authorized_keys"),
+        (lambda doc: doc["nodes"][0].update(public_ipv6="2001:db8::1"), "nodes[0].public_ipv6"),
     ],
     ids=["unknown key", "bad role", "missing gateway", "no keys", "no prefix"],
 )
-def test_schema_rejects_what_the_loader_rejects(change: object) -> None:
+def test_schema_rejects_what_the_loader_rejects(change: object, path: str, tmp_path: Path) -> None:
     document = yaml.safe_load(EXAMPLE_SITE.read_text())
     change(document)  # type: ignore[operator]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(site_schema()).validate(document)
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(MeshseedError) as caught:
+        load_site(site)
+    assert caught.value.status is ExitStatus.BAD_INPUT
+    assert [problem.path for problem in caught.value.problems] == [path]

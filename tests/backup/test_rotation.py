@@ -17,7 +17,7 @@ from tests.backup.couchdb_fixtures import AGENT, agent
 
 sys.path.insert(0, str(AGENT))
 from backup_agent.rotation import Retention, keep
-from backup_agent.snapshot import NAME_FORMAT, locked
+from backup_agent.snapshot import LOCK, NAME_FORMAT, locked
 
 UTC = dt.UTC
 
@@ -103,6 +103,15 @@ def test_rotate_deletes_only_complete_snapshots_outside_the_retention(tmp_path: 
     assert remaining == expected | {"20270101T000000Z.partial", "notes"}
 
 
+def blocked_on(inode: int, pid: int) -> bool:
+    """Whether `pid` waits for a flock on the file with this inode, as /proc/locks says."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:3] == ["->", "FLOCK"] and fields[5] == str(pid) and fields[6].endswith(f":{inode}"):
+            return True
+    return False
+
+
 def test_rotate_waits_for_a_backup_that_holds_the_lock(tmp_path: Path) -> None:
     root = tmp_path / "couchdb"
     make_tree(root, [dt.datetime(2026, 1, day, tzinfo=UTC) for day in range(1, 11)])
@@ -116,7 +125,7 @@ def test_rotate_waits_for_a_backup_that_holds_the_lock(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=backup_in_progress)
     thread.start()
-    holding.wait(10)
+    assert holding.wait(30)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -137,8 +146,14 @@ def test_rotate_waits_for_a_backup_that_holds_the_lock(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
-    assert process.poll() is None, "rotate ran while a backup held the lock"
+    # The kernel lists a process blocked in flock() as a waiter ("->") in /proc/locks:
+    # once rotate's PID is there, it has reached the lock and is waiting on it.
+    inode = (root / LOCK).stat().st_ino
+    give_up = time.monotonic() + 60  # only so that a broken agent cannot hang the suite
+    while not blocked_on(inode, process.pid):
+        assert process.poll() is None, f"rotate ended without waiting: {process.communicate()}"
+        assert time.monotonic() < give_up, "rotate never reached the lock"
+        time.sleep(0.01)
     assert len([p for p in root.iterdir() if p.is_dir()]) == 10
     released.set()
     thread.join()

@@ -74,6 +74,15 @@ def repro(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutate secrets, mycelium, det, store and site one change at a time and list the
+    mutants no test kills (slow: tens of minutes); arguments go to tests/mutation.py,
+    e.g. `nox -s mutation -- builder/secrets.py --jobs 2`."""
+    install(session, "test")
+    session.run("python", "tests/mutation.py", *session.posargs)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Measure build wall time and peak RSS; writes bench/results.json."""
     # The bench starts its servers with the test suite's fixtures.

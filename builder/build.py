@@ -12,8 +12,8 @@ from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
 from builder.images.spec import IMAGES_DIR, image_specs
 from builder.lock import DEFAULT_LOCK, DEFAULT_UPSTREAM, Lock, LockFiles, UpstreamPart, load_lock
+from builder.manifests.derivation import BACKUP_IMAGE, missing_images
 from builder.plan import BuildSettings, pinned_images, plan
-from builder.render.manifests import BACKUP_IMAGE, missing_images
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
 from builder.store.derivation import Derivation

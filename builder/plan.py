@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import EMPTY_LOCK, Lock
+from builder.manifests.derivation import manifests_derivation, missing_images
 from builder.render.dns import zone_derivation
-from builder.render.manifests import BACKUP_IMAGE, manifests_derivation, missing_images
 from builder.render.node import NodePlan, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
 from builder.render.tutor import check_openedx_release
+from builder.resources import cloud_init_templates
 from builder.secrets import SecretDeriver
 from builder.site import Site
 from builder.store.derivation import BuildContext, Derivation
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     from builder.airgap import AirgapSettings
     from builder.images.plan import OwnImages
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = PROJECT_ROOT / "cloud-init"
-
 
 @dataclass(frozen=True)
 class BuildSettings:
@@ -33,7 +31,7 @@ class BuildSettings:
 
     deriver: SecretDeriver
     epoch: int
-    templates: Path = TEMPLATES
+    templates: Path = field(default_factory=cloud_init_templates)
     airgap: AirgapSettings | None = None
     images: OwnImages | None = None
     # images.lock as `load_lock` checked it; empty when there is none yet.
@@ -120,7 +118,5 @@ def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> 
         site,
         overlays={name: str(identity.overlay_address) for name, identity in node_plan.identities.items()},
         images=images,
-        backup_image=images.get(BACKUP_IMAGE),
-        templates=settings.templates,
         deriver=settings.deriver,
     )

@@ -125,10 +125,13 @@ class SecretDeriver:
         )
 
     def derive(self, purpose: Purpose, node: str | None = None) -> Secret:
-        recipe = RECIPES[purpose]
+        return self.derive_recipe(purpose.value, RECIPES[purpose], node)
+
+    def derive_recipe(self, purpose: str, recipe: Recipe, node: str | None = None) -> Secret:
+        """A secret by purpose name and recipe: how cluster components declare their own."""
         if (recipe.scope is Scope.NODE) != (node is not None):
             raise ValueError(f"{purpose} is a {recipe.scope} secret")
-        info = "/".join(part for part in (_INFO_PREFIX, self._cluster, purpose.value, node) if part)
+        info = "/".join(part for part in (_INFO_PREFIX, self._cluster, purpose, node) if part)
         raw = self._hkdf(info, recipe.size)
         return Secret(raw, recipe.encode(raw))
 

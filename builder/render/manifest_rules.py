@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from builder.cluster.k8s import Document
 from builder.errors import MeshseedError
-from builder.render.k8s import Document
 
 # Files that hold Secrets, and nothing else; the only ones a derived secret may appear in.
 SECRET_SUFFIX = "-secrets"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from builder.render.k8s import (
+from builder.cluster.k8s import (
     Document,
     config_map,
     container_security,

@@ -8,13 +8,13 @@ from typing import Any
 
 import yaml
 
+from builder.cluster.component import BACKUP_PATH
 from builder.det.compress import gzip_bytes
 from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
 from builder.render.manifest_rules import SECRET_SUFFIX
-from builder.render.manifests import BACKUP_PATH
 from builder.render.node import (
     LOG_FILE,
     PAYLOAD_LABEL,

@@ -41,16 +41,16 @@ class TutorOutput:
 
 def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Tutor's public settings, from site.yaml and the pinned images."""
-    images = inputs["images"]
+    images, openedx = inputs["images"], inputs["openedx"]
     return {
         "LMS_HOST": inputs["lms_host"],
         "CMS_HOST": inputs["studio_host"],
-        "PLATFORM_NAME": inputs["platform_name"],
-        "CONTACT_EMAIL": inputs["contact_email"],
+        "PLATFORM_NAME": openedx["platform_name"],
+        "CONTACT_EMAIL": openedx["contact_email"],
         "ENABLE_HTTPS": True,
         # Our Caddy (caddy.yaml) terminates TLS; Tutor's own web proxy is not deployed.
         "ENABLE_WEB_PROXY": False,
-        "K8S_NAMESPACE": inputs["namespace"],
+        "K8S_NAMESPACE": openedx["namespace"],
         # A label value, not a secret: stable per cluster, unlike Tutor's random one.
         "ID": hashlib.sha256(f"meshseed/tutor-id/{inputs['cluster']}".encode()).hexdigest()[:24],
         # Plugins come from other packages; none are pinned, so none are enabled.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.render.manifests import IMAGES
+from builder.manifests.registry import required_images
 from builder.render.tutor import TUTOR_VERSION
 
 REGISTRY = "registry.meshseed.test"
@@ -35,7 +35,7 @@ images:
     image: {REGISTRY}/meshseed-test/hello:1
     roles: [server]
 """
-    for name in IMAGES if cluster_images else ():
+    for name in required_images() if cluster_images else ():
         tag = TUTOR_VERSION if name == "openedx" else "1"
         text += f"  - name: {name}\n    image: {REGISTRY}/meshseed-test/hello:{tag}\n    roles: [server]\n"
     return text

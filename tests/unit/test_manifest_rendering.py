@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from builder.cluster.flows import policies
 from builder.errors import MeshseedError
-from builder.render.flows import flows, policies
+from builder.manifests import registry
 from builder.render.manifest_rules import check_manifest
-from builder.render.ports import Ports
 from builder.render.templates import environment, render
 from builder.render.tutor import check_openedx_release, jwt_private_key
+from builder.site import load_site
 from tests.conftest import REPO
 
 TEMPLATES = REPO / "cloud-init" / "manifests"
 
 
 def test_a_missing_value_names_the_template_and_the_key() -> None:
-    env = environment((("couchdb.ini.j2", (TEMPLATES / "couchdb.ini.j2").read_text()),))
+    name = "couchdb/couchdb.ini.j2"
+    env = environment(((name, (TEMPLATES / name).read_text()),))
     with pytest.raises(
-        MeshseedError, match=r"cloud-init/manifests/couchdb.ini.j2:[1-9]\d*: missing value: .*'couchdb'"
+        MeshseedError,
+        match=r"cloud-init/manifests/couchdb/couchdb.ini.j2:[1-9]\d*: missing value: .*'couchdb'",
     ):
-        render(env, "couchdb.ini.j2", {}, origin="cloud-init/manifests/couchdb.ini.j2")
+        render(env, name, {}, origin=f"cloud-init/manifests/{name}")
 
 
 def test_an_image_by_tag_is_refused() -> None:
@@ -55,8 +58,11 @@ def test_the_jwt_key_is_derived_not_random() -> None:
 
 
 def test_each_flow_opens_both_ends() -> None:
-    all_flows = flows(Ports(), node_addresses=["fd00::1"], cluster_prefix="fd00::/48", backup=True)
-    rendered = {(p["namespace"], p["name"]): p for p in policies(all_flows)}
+    site = load_site(REPO / "site.yaml")
+    overlays = {node.name: f"fd00::{index}" for index, node in enumerate(site.nodes, start=1)}
+    gathered = registry.gather(site, overlays, {"mysql": "mysql@sha256:0", "mongodb": "mongo@sha256:0"})
+    prefix = str(gathered.cluster.networks.prefix)
+    rendered = {(p["namespace"], p["name"]): p for p in policies(list(gathered.flows))}
     edge_out = rendered["edge", "caddy-edge-egress"]["egress"]
     lms_in = rendered["openedx", "lms-ingress"]["ingress"]
     assert {
@@ -69,4 +75,4 @@ def test_each_flow_opens_both_ends() -> None:
     } in lms_in
     # The internet never includes the cluster's own prefix.
     issuer_out = rendered["edge", "caddy-issuer-egress"]["egress"]
-    assert any(rule["peers"][0]["except"] == ["fd00::/48"] for rule in issuer_out)
+    assert any(rule["peers"][0]["except"] == [prefix] for rule in issuer_out)

@@ -10,8 +10,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from builder.render.ports import Ports
-
 ANYWHERE = "::/0"
 
 
@@ -29,6 +27,8 @@ class Addresses:
 
 
 Peer = Pods | Addresses
+# Prometheus, which every component's scrape targets let in.
+SCRAPER = Pods("monitoring", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -38,37 +38,19 @@ class Flow:
     ports: tuple[int, ...]
 
 
-def flows(ports: Ports, *, node_addresses: list[str], cluster_prefix: str, backup: bool) -> list[Flow]:
-    internet = Addresses(ANYWHERE, (cluster_prefix,))
-    edge, issuer = Pods("edge", "caddy-edge"), Pods("edge", "caddy-issuer")
-    openedx, couchdb = Pods("openedx"), Pods("couchdb")
-    prometheus, blackbox = Pods("monitoring", "prometheus"), Pods("monitoring", "blackbox-exporter")
-    nodes = [Addresses(f"{address}/128") for address in node_addresses]
-    result = [
-        Flow(Addresses(ANYWHERE), edge, (ports.caddy_http, ports.caddy_https)),
-        Flow(edge, Pods("openedx", "lms"), (ports.openedx,)),
-        Flow(edge, Pods("openedx", "cms"), (ports.openedx,)),
-        Flow(edge, issuer, (ports.caddy_http, ports.certificate)),
-        # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
-        Flow(issuer, internet, (443,)),
-        # Open edX among itself (web apps, workers, init job and Tutor's datastores).
-        Flow(openedx, openedx, ports.openedx_internal),
-        # Studio's single sign-on and outgoing mail.
-        Flow(Pods("openedx"), internet, (443, 25, 587)),
-        Flow(couchdb, couchdb, (ports.couchdb, ports.epmd, ports.erlang)),
-        Flow(prometheus, couchdb, (ports.couchdb_metrics,)),
-        Flow(prometheus, edge, (ports.caddy_metrics,)),
-        Flow(prometheus, blackbox, (ports.blackbox,)),
-        *(Flow(prometheus, node, (ports.node_exporter, ports.kubelet, ports.apiserver)) for node in nodes),
-        Flow(blackbox, internet, (443,)),
-    ]
-    if backup:
-        result += [
-            Flow(Pods("backup", "backup-couchdb"), couchdb, (ports.couchdb,)),
-            Flow(Pods("backup", "backup-mysql"), Pods("openedx", "mysql"), (ports.mysql,)),
-            Flow(Pods("backup", "backup-mongodb"), Pods("openedx", "mongodb"), (ports.mongodb,)),
-        ]
-    return result
+def internet(cluster_prefix: str) -> Addresses:
+    """Outside addresses: everything but the cluster's own prefix."""
+    return Addresses(ANYWHERE, (cluster_prefix,))
+
+
+def merged(all_flows: list[Flow]) -> list[Flow]:
+    """One flow per (source, destination), at its first place, with every port asked for:
+    components that serve one set of pods (Open edX and its datastores) declare apart."""
+    ports: dict[tuple[Peer, Peer], list[int]] = {}
+    for flow in all_flows:
+        wanted = ports.setdefault((flow.source, flow.destination), [])
+        wanted += [port for port in flow.ports if port not in wanted]
+    return [Flow(source, destination, tuple(wanted)) for (source, destination), wanted in ports.items()]
 
 
 def _peer(peer: Peer) -> dict[str, Any]:

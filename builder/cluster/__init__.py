@@ -1,0 +1,1 @@
+"""The component seam: what a cluster component declares, and the registry of them."""

@@ -1,0 +1,89 @@
+"""The backup node: every component's backup jobs as CronJobs there, and their rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builder.cluster.component import BACKUP_IMAGE, BACKUP_PATH, Cluster, Component, Namespace
+from builder.cluster.flows import Flow, Pods
+
+NAMESPACE = "backup"
+
+
+class Backup(Component):
+    name = "backup"
+    optional_images = (BACKUP_IMAGE,)
+    namespaces = (Namespace(NAMESPACE, restricted=True),)
+    manifests = ("backup", "backup-secrets")
+    alert_rules = "alerts.yml.j2"
+
+    def enabled(self, cluster: Cluster) -> bool:
+        return cluster.backup_node is not None
+
+    def inputs(self, cluster: Cluster) -> dict[str, Any]:
+        jobs = [
+            {
+                "kind": job.kind,
+                "image": job.image,
+                "uid": job.uid,
+                "schedule": job.schedule,
+                "command": list(job.command),
+                "args": list(job.args),
+                "env": dict(job.env),
+                "credentials": {variable: _secret_key(name) for variable, name in job.credentials.items()},
+            }
+            for job in cluster.backup_jobs
+        ]
+        rotate = _rotation(cluster, [job.kind for job in cluster.backup_jobs])
+        return {
+            "namespace": NAMESPACE,
+            "node": cluster.backup_node,
+            "path": BACKUP_PATH,
+            "capacity": "200Gi",
+            "jobs": jobs + ([rotate] if rotate else []),
+            "scripts": dict(cluster.backup_scripts),
+            # The secrets the jobs read: secret name -> key in backup-credentials.
+            "credentials": {
+                name: _secret_key(name) for job in cluster.backup_jobs for name in job.credentials.values()
+            },
+            "max_age_hours": 26,
+        }
+
+    def flows(self, cluster: Cluster) -> list[Flow]:
+        return [
+            Flow(Pods(NAMESPACE, f"backup-{job.kind}"), job.source, job.ports) for job in cluster.backup_jobs
+        ]
+
+
+def _secret_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _rotation(cluster: Cluster, kinds: list[str]) -> dict[str, Any] | None:
+    """The daily rotation of every kind's snapshots, by our backup agent once it is pinned."""
+    image = cluster.images.get(BACKUP_IMAGE)
+    if image is None:
+        return None
+    retention = cluster.site.backups.retention
+    return {
+        "kind": "rotate",
+        "image": image,
+        "uid": 1000,
+        "schedule": "30 4 * * *",
+        "command": [],
+        "args": [
+            "rotate",
+            *(argument for kind in kinds for argument in ("--root", f"/backups/{kind}")),
+            "--daily",
+            str(retention.daily),
+            "--weekly",
+            str(retention.weekly),
+            "--monthly",
+            str(retention.monthly),
+        ],
+        "env": {},
+        "credentials": {},
+    }
+
+
+COMPONENT = Backup()

@@ -1,0 +1,96 @@
+"""Caddy: TLS edges on every server (hostPort 80/443) and one issuer that gets certificates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from builder.cluster.component import Cluster, Component, Namespace, Scrape
+from builder.cluster.digest import digest
+from builder.cluster.flows import ANYWHERE, Addresses, Flow, Pods, internet
+
+NAMESPACE = "edge"
+EDGE, ISSUER = Pods(NAMESPACE, "caddy-edge"), Pods(NAMESPACE, "caddy-issuer")
+ACME_DIRECTORY = "acme-v02.api.letsencrypt.org-directory"
+
+
+class Caddy(Component):
+    name = "caddy"
+    images = ("caddy",)
+    # hostPort needs a namespace without the restricted profile.
+    namespaces = (Namespace(NAMESPACE, restricted=False),)
+    ports: ClassVar[Mapping[str, int]] = {
+        # Caddy listens unprivileged; the node's 80 and 443 map to these (hostPort).
+        "caddy_http": 8080,
+        "caddy_https": 8443,
+        "caddy_metrics": 9180,
+        "certificate": 8444,
+        # The edge Caddy's own copies, on ::1 inside its pod.
+        "local_certificate": 8445,
+    }
+    files: ClassVar[Mapping[str, str]] = {
+        "edge.Caddyfile": "edge.Caddyfile.j2",
+        "issuer.Caddyfile": "issuer.Caddyfile.j2",
+        "cert-sync.sh": "cert-sync.sh.j2",
+    }
+    manifests = ("caddy",)
+    alert_rules = "alerts.yml.j2"
+    scrape_configs = "scrape.yml.j2"
+
+    def inputs(self, cluster: Cluster) -> dict[str, Any]:
+        site, ports = cluster.site, cluster.ports
+        issuer = f"caddy-issuer.{NAMESPACE}.svc.cluster.local"
+        return {
+            "namespace": NAMESPACE,
+            "uid": 1000,
+            "http_port": ports["caddy_http"],
+            "https_port": ports["caddy_https"],
+            "metrics_port": ports["caddy_metrics"],
+            "certificate_port": ports["certificate"],
+            "storage": "/data",
+            "acme_email": f"hostmaster@{site.domain}",
+            "acme_directory": ACME_DIRECTORY,
+            "issuer_http": f"{issuer}:{ports['caddy_http']}",
+            "certificate_url": f"http://{issuer}:{ports['certificate']}/certificate",
+            "local_certificate_port": ports["local_certificate"],
+            "certificate_copies": "/certs",
+            "sync_seconds": 300,
+            "certificate_min_days": 14,
+            "sites": [
+                {
+                    "name": "lms",
+                    "host": site.lms_host,
+                    "upstream": f"lms.openedx.svc.cluster.local:{ports['openedx']}",
+                },
+                {
+                    "name": "studio",
+                    "host": site.studio_host,
+                    "upstream": f"cms.openedx.svc.cluster.local:{ports['openedx']}",
+                },
+            ],
+        }
+
+    def flows(self, cluster: Cluster) -> list[Flow]:
+        ports = cluster.ports
+        return [
+            Flow(Addresses(ANYWHERE), EDGE, (ports["caddy_http"], ports["caddy_https"])),
+            Flow(EDGE, Pods("openedx", "lms"), (ports["openedx"],)),
+            Flow(EDGE, Pods("openedx", "cms"), (ports["openedx"],)),
+            Flow(EDGE, ISSUER, (ports["caddy_http"], ports["certificate"])),
+            # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
+            Flow(ISSUER, internet(str(cluster.networks.prefix)), (443,)),
+        ]
+
+    def scrapes(self, cluster: Cluster) -> list[Scrape]:
+        return [Scrape(EDGE, (cluster.ports["caddy_metrics"],))]
+
+    def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "config_sha256": {
+                "edge": digest(files["edge.Caddyfile"], files["cert-sync.sh"]),
+                "issuer": digest(files["issuer.Caddyfile"]),
+            }
+        }
+
+
+COMPONENT = Caddy()

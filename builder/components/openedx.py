@@ -1,0 +1,70 @@
+"""Open edX: LMS, Studio and their workers, rendered by Tutor and adapted (render/openedx.py).
+
+Tutor renders its datastores together with the apps, so dist/manifests/openedx-datastores.yaml
+comes from here too; the openedx-datastores component declares their ports, secrets and
+backups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from builder.cluster.component import Cluster, Component, Namespace, Rendering, SecretSpec
+from builder.cluster.flows import Flow, Pods, internet
+from builder.cluster.k8s import Document
+from builder.render import openedx, tutor
+from builder.secrets import Purpose
+
+NAMESPACE = openedx.NAMESPACE
+PODS = Pods(NAMESPACE)
+
+
+class OpenEdx(Component):
+    name = "openedx"
+    images = ("openedx",)
+    namespaces = (Namespace(NAMESPACE, restricted=True),)
+    ports: ClassVar[Mapping[str, int]] = {"openedx": 8000}
+    secrets: ClassVar[Mapping[str, SecretSpec]] = {
+        "openedx_admin_password": SecretSpec.of(Purpose.OPENEDX_ADMIN_PASSWORD),
+    }
+    files: ClassVar[Mapping[str, str]] = {"openedx-admin.sh": "openedx-admin.sh.j2"}
+
+    def inputs(self, cluster: Cluster) -> dict[str, Any]:
+        site = cluster.site
+        return {
+            "namespace": NAMESPACE,
+            "platform_name": site.cluster,
+            "contact_email": f"contact@{site.domain}",
+            "admin_email": f"admin@{site.domain}",
+            "tutor": tutor.TUTOR_VERSION,
+        }
+
+    def flows(self, cluster: Cluster) -> list[Flow]:
+        return [
+            # Web apps, workers and the init job among themselves.
+            Flow(PODS, PODS, (cluster.ports["openedx"],)),
+            # Studio's single sign-on and outgoing mail.
+            Flow(PODS, internet(str(cluster.networks.prefix)), (443, 25, 587)),
+        ]
+
+    def documents(self, rendering: Rendering) -> dict[str, list[Document]]:
+        inputs = rendering.inputs
+        rendered = tutor.render(inputs, rendering.deriver)
+        rendering.secret_values.update(tutor.secret_values(rendered.config))
+        adapted = openedx.adapt(
+            rendered,
+            servers=len(inputs["servers"]),
+            secret_values=sorted({*rendering.secrets.values(), *rendering.secret_values}),
+            admin_password=rendering.secrets["openedx_admin_password"],
+            extra_init=(("lms", rendering.files["openedx-admin.sh"]),),
+        )
+        return {
+            "openedx": adapted.apps,
+            "openedx-datastores": adapted.datastores,
+            "openedx-init": adapted.init,
+            "openedx-secrets": adapted.secrets,
+        }
+
+
+COMPONENT = OpenEdx()

@@ -1,0 +1,75 @@
+"""Open edX's datastores as Tutor defines them: MySQL, MongoDB, Redis, Meilisearch, SMTP.
+
+Their workloads come out of Tutor's render with the apps (components/openedx.py); this
+module declares what they need of the cluster and how the backup node copies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from builder.cluster.component import BackupJob, Cluster, Component, Namespace, SecretSpec
+from builder.cluster.flows import Flow, Pods
+from builder.secrets import Purpose
+
+NAMESPACE = "openedx"
+OPENEDX = Pods(NAMESPACE)
+SNAPSHOT = ("sh", "-eu", "/scripts/snapshot.sh")
+
+
+class OpenEdxDatastores(Component):
+    name = "openedx-datastores"
+    key = "datastores"
+    images = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
+    namespaces = (Namespace(NAMESPACE, restricted=True),)
+    ports: ClassVar[Mapping[str, int]] = {
+        "mysql": 3306,
+        "mongodb": 27017,
+        "redis": 6379,
+        "meilisearch": 7700,
+        "smtp": 8025,
+    }
+    secrets: ClassVar[Mapping[str, SecretSpec]] = {
+        # Tutor's MYSQL_ROOT_PASSWORD (render/tutor.py derives it with the same purpose).
+        "mysql_root_password": SecretSpec.of(Purpose.OPENEDX_MYSQL_ROOT_PASSWORD),
+    }
+    files: ClassVar[Mapping[str, str]] = {"backup-snapshot.sh": "backup-snapshot.sh.j2"}
+    backup_scripts: ClassVar[Mapping[str, str]] = {"snapshot.sh": "backup-snapshot.sh"}
+
+    def inputs(self, cluster: Cluster) -> dict[str, Any]:
+        ports = cluster.ports
+        return {
+            "mysql_host": f"mysql.{NAMESPACE}.svc.cluster.local --port {ports['mysql']}",
+            "mongodb_host": f"mongodb.{NAMESPACE}.svc.cluster.local:{ports['mongodb']}",
+        }
+
+    def flows(self, cluster: Cluster) -> list[Flow]:
+        return [Flow(OPENEDX, OPENEDX, tuple(cluster.ports[name] for name in self.ports))]
+
+    def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
+        ports, images = cluster.ports, cluster.images
+        return [
+            BackupJob(
+                kind="mysql",
+                image=images["mysql"],
+                uid=999,
+                daily_at=(2, 15),
+                source=Pods(NAMESPACE, "mysql"),
+                ports=(ports["mysql"],),
+                command=(*SNAPSHOT, "mysql"),
+                credentials={"MYSQL_ROOT_PASSWORD": "mysql_root_password"},
+            ),
+            BackupJob(
+                kind="mongodb",
+                image=images["mongodb"],
+                uid=999,
+                daily_at=(2, 45),
+                source=Pods(NAMESPACE, "mongodb"),
+                ports=(ports["mongodb"],),
+                command=(*SNAPSHOT, "mongodb"),
+            ),
+        ]
+
+
+COMPONENT = OpenEdxDatastores()

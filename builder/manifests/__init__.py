@@ -1,0 +1,1 @@
+"""dist/manifests/: the registered cluster components, gathered and rendered."""

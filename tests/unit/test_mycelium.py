@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import blake3
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,3 +33,9 @@ def test_address_rule(public_key: bytes) -> None:
     assert address in ipaddress.IPv6Network("400::/7")
     assert packed[1:] == digest[1:]
     assert packed[0] == 0x04 + bin(digest[0]).count("1") % 2
+
+
+def test_an_identity_cannot_be_changed() -> None:
+    identity = identity_from_secret(bytes(32))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        identity.public_key = bytes(32)  # type: ignore[misc]

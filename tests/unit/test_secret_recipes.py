@@ -8,10 +8,11 @@ without a test failing.
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 
-from builder.secrets import Purpose, SecretDeriver
+from builder.secrets import RECIPES, Purpose, SecretDeriver
 from tests.conftest import TEST_MASTER_KEY
 
 
@@ -115,3 +116,11 @@ def test_fingerprint_is_pinned_and_depends_on_key_and_cluster() -> None:
 def test_a_deriver_needs_a_32_byte_key(size: int) -> None:
     with pytest.raises(ValueError, match="a master key is 32 bytes"):
         SecretDeriver(bytes(size), "campus")
+
+
+def test_secrets_and_recipes_cannot_be_changed_after_the_fact() -> None:
+    secret = SecretDeriver(TEST_MASTER_KEY, "campus").derive(Purpose.K3S_TOKEN)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        secret.text = "guessable"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RECIPES[Purpose.K3S_TOKEN].size = 1  # type: ignore[misc]

@@ -33,6 +33,7 @@ from builder.lock import (
 )
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
+from builder.resources import pinning_root
 from builder.secrets import RECIPES, Purpose, Scope
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
@@ -100,34 +101,50 @@ def _fetching(args: argparse.Namespace) -> Fetching:
 
 
 def _request(args: argparse.Namespace) -> Request:
+    files = _lock_files(args)
     return Request(
         site=args.site,
         store=args.store,
         master_key=args.master_key,
         airgap=getattr(args, "airgap", False),
-        lock=args.lock,
-        upstream=args.upstream,
+        lock=files.lock,
+        upstream=files.upstream,
         fetching=_fetching(args),
         compression=getattr(args, "bundle_compression", "zstd"),
         images=getattr(args, "images", False),
-        images_dir=args.images_dir,
+        images_dir=files.images_dir,
+    )
+
+
+def _lock_files(args: argparse.Namespace) -> LockFiles:
+    """--lock, --upstream and --images-dir, by default the site folder's own files, else
+    those shipped with meshseed (so an installed meshseed builds with its release's pins).
+    Naming any of them means the working directory's: pins are never mixed."""
+    named = args.lock or args.upstream or args.images_dir
+    root = Path() if named else pinning_root()
+    return LockFiles(
+        args.lock or root / DEFAULT_LOCK,
+        args.upstream or root / DEFAULT_UPSTREAM,
+        args.images_dir or root / IMAGES_DIR,
     )
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
     """Resolve (or with --check, verify) the upstream part, our images' packages, or both."""
     parts = {args.only} if args.only else {"upstream", "debian"}
+    files = _lock_files(args)
     if args.check:
-        files = LockFiles(args.lock, args.upstream, args.images_dir)
         upstream_part = UpstreamPart.REQUIRED if "upstream" in parts else UpstreamPart.UNCHECKED
         load_lock(files, upstream=upstream_part, debian="debian" in parts)
-        print(f"{args.lock}: current", file=sys.stderr)
+        print(f"{files.lock}: current", file=sys.stderr)
         return ExitStatus.OK
     from builder.images.debian_pin import pin_images  # noqa: PLC0415 - httpx loads only when fetching
 
-    upstream = load_upstream(args.upstream) if "upstream" in parts else None
-    specs = image_specs(args.images_dir) if "debian" in parts else []
-    lock = read_lock(args.lock) if args.lock.exists() else EMPTY_LOCK
+    upstream = load_upstream(files.upstream) if "upstream" in parts else None
+    specs = image_specs(files.images_dir) if "debian" in parts else []
+    lock = read_lock(files.lock) if files.lock.exists() else EMPTY_LOCK
+    # Never into the installed package: a new lock goes into the working directory.
+    target = args.lock or DEFAULT_LOCK
     if upstream is not None:
         from builder.resolve import resolve_lock  # noqa: PLC0415
 
@@ -137,10 +154,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
         )
     if "debian" in parts:
         lock = dataclasses.replace(lock, debian=pin_images(specs))
-    write_lock(lock, args.lock)
+    write_lock(lock, target)
     packages = sum(len(part.packages) for part in lock.debian.values())
     print(
-        f"wrote {args.lock}: {len(lock.images)} images, {len(lock.binaries)} binaries, "
+        f"wrote {target}: {len(lock.images)} images, {len(lock.binaries)} binaries, "
         f"{packages} Debian packages for {len(lock.debian)} of our images",
         file=sys.stderr,
     )
@@ -149,10 +166,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Fetch locked images into the store; export one as an OCI image layout with -o."""
-    lock = load_lock(LockFiles(args.lock, args.upstream), upstream=UpstreamPart.REQUIRED)
+    files = _lock_files(args)
+    lock = load_lock(files, upstream=UpstreamPart.REQUIRED)
     for name in args.image:
         if name not in lock.images:
-            raise bad_input(f"{args.lock}: no image named {name!r}", hint=did_you_mean(name, lock.images))
+            raise bad_input(f"{files.lock}: no image named {name!r}", hint=did_you_mean(name, lock.images))
     if args.output is not None and len(args.image) != 1:
         raise bad_input("-o exports one image; name just one")
     from builder.airgap import AirgapSettings, image_derivation  # noqa: PLC0415 - httpx loads on demand
@@ -314,14 +332,9 @@ def _add_json(sub: argparse.ArgumentParser) -> None:
 
 def _add_pins(sub: argparse.ArgumentParser) -> None:
     """Where pinned things are described, and where they are fetched from."""
-    sub.add_argument("--lock", type=Path, default=DEFAULT_LOCK, metavar="FILE", help="default: images.lock")
-    sub.add_argument(
-        "--upstream",
-        type=Path,
-        default=DEFAULT_UPSTREAM,
-        metavar="FILE",
-        help="default: images/upstream.yaml",
-    )
+    shipped = "if there is one here, else the one shipped with meshseed"
+    sub.add_argument("--lock", type=Path, metavar="FILE", help=f"default: images.lock {shipped}")
+    sub.add_argument("--upstream", type=Path, metavar="FILE", help=f"default: images/upstream.yaml {shipped}")
     sub.add_argument(
         "--mirror",
         action="append",
@@ -331,11 +344,7 @@ def _add_pins(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--artifact-mirror", metavar="URL", help="fetch binaries from URL/<host>/<path> instead")
     sub.add_argument(
-        "--images-dir",
-        type=Path,
-        default=IMAGES_DIR,
-        metavar="DIR",
-        help="our images' folders (default: images)",
+        "--images-dir", type=Path, metavar="DIR", help=f"our images' folders (default: images/ {shipped})"
     )
 
 

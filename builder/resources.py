@@ -1,4 +1,4 @@
-"""The project's own files a build reads (templates), found through the package.
+"""The project's own files a build reads, found through the package.
 
 `cloud-init/` stays at the top of the checkout; `builder/project/` links to it, so that
 importlib.resources finds it in a checkout, an editable install and an installed wheel
@@ -30,3 +30,12 @@ def cloud_init_templates() -> Path:
 def manifest_templates() -> Path:
     """cloud-init/manifests/: one folder per cluster component."""
     return project_file("cloud-init", "manifests")
+
+
+def pinning_root() -> Path:
+    """Where images.lock and images/ (upstream.yaml, our images) come from, as a pair: the
+    working directory if it has either, as a checkout or a site folder with its own pins
+    has, else the ones this meshseed release ships."""
+    if Path("images.lock").exists() or Path("images").exists():
+        return Path()
+    return project_file()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.lock import DEFAULT_LOCK
 from builder.store.store import DEFAULT_STORE
 
 DEFAULT_CHUNK = "8M"
@@ -37,7 +36,12 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
         "--dist", type=Path, default=Path("dist"), metavar="DIR", help="the build to publish (default: dist)"
     )
     sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory")
-    sub.add_argument("--lock", type=Path, default=DEFAULT_LOCK, metavar="FILE", help="default: images.lock")
+    sub.add_argument(
+        "--lock",
+        type=Path,
+        metavar="FILE",
+        help="default: images.lock if there is one here, else the one shipped with meshseed",
+    )
     sub.add_argument(
         "--upstream", action="store_true", help="also copy the pinned upstream images the build fetched"
     )

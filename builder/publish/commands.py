@@ -9,7 +9,7 @@ from pathlib import Path
 
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
-from builder.lock import LockFiles, UpstreamPart, load_lock
+from builder.lock import DEFAULT_LOCK, LockFiles, UpstreamPart, load_lock
 from builder.oci.credentials import credentials_for
 from builder.oci.push import Pusher
 from builder.oci.reference import parse_reference
@@ -17,6 +17,7 @@ from builder.oci.registry import Registries
 from builder.publish.built import built_images, upstream_images
 from builder.publish.run import Destination, Provenance, publish, sign_checksums
 from builder.publish.verify import verify_checksums, verify_image
+from builder.resources import pinning_root
 from builder.sign.keys import load_private_key, password_from
 from builder.sign.signature import load_public_key
 from builder.store.store import Store
@@ -56,7 +57,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             hint="nox -s build-images",
             status=ExitStatus.BAD_INPUT,
         )
-    lock = load_lock(LockFiles(args.lock), upstream=UpstreamPart.UNCHECKED)
+    lock = load_lock(LockFiles(args.lock or pinning_root() / DEFAULT_LOCK), upstream=UpstreamPart.UNCHECKED)
     facts = Provenance(lock, head_commit(Path.cwd()), _source_uri())
     # Everything to push is found before anything is pushed.
     upstream = upstream_images(lock, store) if args.upstream else []

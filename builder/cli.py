@@ -31,10 +31,11 @@ from builder.lock import (
     read_lock,
     write_lock,
 )
+from builder.manifests.registry import secret_recipes
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
 from builder.resources import pinning_root
-from builder.secrets import RECIPES, Purpose, Scope
+from builder.secrets import Scope
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
 from builder.store.progress import SilentProgress, progress_for
@@ -80,15 +81,16 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 def cmd_secret(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    purpose = Purpose(args.purpose)
-    node_scoped = RECIPES[purpose].scope is Scope.NODE
+    purpose = args.purpose
+    recipe = secret_recipes()[purpose]
+    node_scoped = recipe.scope is Scope.NODE
     if node_scoped and args.node is None:
         raise bad_input(f"{purpose} is a per-node secret", hint="name the node with --node")
     if not node_scoped and args.node is not None:
         raise bad_input(f"{purpose} is one secret for the whole cluster", hint="drop --node")
     if args.node is not None and args.node not in {node.name for node in site.nodes}:
         raise bad_input(f"{args.site}: no node named {args.node!r}")
-    print(open_deriver(args.master_key, site.cluster).derive(purpose, args.node).text)
+    print(open_deriver(args.master_key, site.cluster).derive_recipe(purpose, recipe, args.node).text)
     return ExitStatus.OK
 
 
@@ -382,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     secret = add("secret", cmd_secret, "print one derived secret, named by purpose")
     secret.add_argument(
         "purpose",
-        choices=[p.value for p in Purpose],
+        choices=sorted(secret_recipes()),
         metavar="PURPOSE",
-        help="one of: " + ", ".join(p.value for p in Purpose),
+        help="one of: " + ", ".join(sorted(secret_recipes())),
     )
     _add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")

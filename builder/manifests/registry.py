@@ -22,6 +22,7 @@ from builder.cluster.component import Cluster, Component, Namespace, SecretSpec
 from builder.cluster.flows import SCRAPER, Flow, merged, policies
 from builder.errors import MeshseedError
 from builder.network import cluster_networks
+from builder.secrets import RECIPES, Purpose, Recipe
 from builder.site import Site
 
 _extra: list[Component] = []
@@ -62,6 +63,15 @@ def by_name(names: list[str]) -> list[Component]:
 def required_images() -> tuple[str, ...]:
     """Upstream images the manifests run; images.lock must pin each of them."""
     return tuple(sorted({name for component in components() for name in component.images}))
+
+
+def secret_recipes() -> dict[str, Recipe]:
+    """Every secret `meshseed secret` can print: the built-in purposes and the components'."""
+    return _one_owner(
+        "secret purpose",
+        [(purpose.value, RECIPES[purpose], "builder/secrets.py") for purpose in Purpose]
+        + [(spec.purpose, spec.recipe, c.name) for c in components() for spec in c.secrets.values()],
+    )
 
 
 def _one_owner(what: str, claims: list[tuple[str, Any, str]]) -> dict[str, Any]:

@@ -185,3 +185,13 @@ def test_two_components_cannot_claim_one_thing(component: Component, message: st
     overlays = {node.name: "fd00::1" for node in site.nodes}
     with registry.registered(component), pytest.raises(MeshseedError, match=message):
         registry.gather(site, overlays, {})
+
+
+def test_meshseed_secret_prints_a_components_secret(
+    tmp_path: Path, master_key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = load_site(EXAMPLE_SITE)
+    expected = SecretDeriver(TEST_MASTER_KEY, site.cluster).derive_recipe(TOKEN.purpose, TOKEN.recipe).text
+    with registry.registered(Hello()):
+        status = main(["secret", "hello-token", str(EXAMPLE_SITE), "--master-key", str(master_key_file)])
+    assert (status, capsys.readouterr().out) == (0, expected + "\n")

@@ -48,27 +48,21 @@ class OpenEdxDatastores(Component):
         return [Flow(OPENEDX, OPENEDX, tuple(cluster.ports[name] for name in self.ports))]
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
-        ports, images = cluster.ports, cluster.images
+        # Each with its image's own dump tool, through the snapshot script.
+        times = {"mysql": (2, 15), "mongodb": (2, 45)}
+        credentials = {"mysql": {"MYSQL_ROOT_PASSWORD": "mysql_root_password"}}
         return [
             BackupJob(
-                kind="mysql",
-                image=images["mysql"],
+                kind=kind,
+                image=cluster.images[kind],
                 uid=999,
-                daily_at=(2, 15),
-                source=Pods(NAMESPACE, "mysql"),
-                ports=(ports["mysql"],),
-                command=(*SNAPSHOT, "mysql"),
-                credentials={"MYSQL_ROOT_PASSWORD": "mysql_root_password"},
-            ),
-            BackupJob(
-                kind="mongodb",
-                image=images["mongodb"],
-                uid=999,
-                daily_at=(2, 45),
-                source=Pods(NAMESPACE, "mongodb"),
-                ports=(ports["mongodb"],),
-                command=(*SNAPSHOT, "mongodb"),
-            ),
+                daily_at=daily_at,
+                source=Pods(NAMESPACE, kind),
+                ports=(cluster.ports[kind],),
+                command=(*SNAPSHOT, kind),
+                credentials=credentials.get(kind, {}),
+            )
+            for kind, daily_at in times.items()
         ]
 
 

@@ -51,8 +51,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     "builder/mycelium.py": ("tests/unit/test_mycelium.py",),
     "builder/det/tarfmt.py": ("tests/unit/test_tarfmt.py",),
-    "builder/det": ("tests/unit/test_det_writers.py", "tests/unit/test_tarfmt.py"),
-    "builder/store": ("tests/unit/test_store.py",),
+    "builder/det/iso9660.py": ("tests/unit/test_iso9660_layout.py", "tests/unit/test_det_writers.py"),
+    "builder/det": ("tests/unit/test_det_formats.py", "tests/unit/test_det_writers.py"),
+    "builder/store": (
+        "tests/unit/test_store_tree.py",
+        "tests/unit/test_store_build.py",
+        "tests/unit/test_store.py",
+    ),
     "builder/site": SITE_TESTS,
     "builder/typed_yaml": (*SITE_TESTS, "tests/unit/test_lock.py"),
 }

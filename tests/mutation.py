@@ -39,6 +39,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # Fast tests for each module, by path prefix (the longest prefix wins). Fastest first,
 # since `pytest -x` stops at the first failure.
 SITE_TESTS = (
+    "tests/unit/test_site_rules.py",
     "tests/unit/test_site_load.py",
     "tests/unit/test_schema.py",
     "tests/unit/test_site_properties.py",

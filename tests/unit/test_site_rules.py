@@ -3,8 +3,10 @@ messages for every kind of node, and the schema's exact entries for each field k
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
+import struct
 from pathlib import Path
 
 import pytest
@@ -93,9 +95,6 @@ def test_peers_ports_and_addresses() -> None:
 
 
 def ssh_blob(key_type: bytes, length: int | None = None) -> str:
-    import base64
-    import struct
-
     size = len(key_type) if length is None else length
     return base64.b64encode(struct.pack(">I", size) + key_type + b"\x00" * 8).decode()
 

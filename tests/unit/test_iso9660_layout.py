@@ -333,12 +333,24 @@ def test_a_name_of_64_characters_is_kept_whole() -> None:
     assert record.identifier == utf16(name)
 
 
+class Refuse:
+    """An output that fails at once: a writer that accepted a 4 GiB file must not get to
+    copy it (into memory) before the test fails."""
+
+    def write(self, data: bytes) -> int:
+        raise AssertionError("the writer went on to write")
+
+
 def test_files_of_4_gib_are_refused(tmp_path: Path) -> None:
-    huge = tmp_path / "huge"
-    with huge.open("wb") as stream:
-        stream.truncate(1 << 32)  # sparse: no disk space used
+    huge, largest = tmp_path / "huge", tmp_path / "largest"
+    for path, size in ((huge, 1 << 32), (largest, (1 << 32) - 1)):
+        with path.open("wb") as stream:
+            stream.truncate(size)  # sparse: no disk space used
     with pytest.raises(MeshseedError, match="huge: 4294967296 bytes is too large for one ISO 9660 file"):
-        write_iso({"huge": IsoFile("huge", huge)}, label="x", epoch=EPOCH)
+        write_iso_to(Refuse(), {"huge": IsoFile("huge", huge)}, label="x", epoch=EPOCH)  # type: ignore[arg-type]
+    # One byte less fits: the writer gets as far as writing the head.
+    with pytest.raises(AssertionError, match="the writer went on to write"):
+        write_iso_to(Refuse(), {"largest": IsoFile("largest", largest)}, label="x", epoch=EPOCH)  # type: ignore[arg-type]
 
 
 def test_directory_records_are_at_most_255_bytes() -> None:

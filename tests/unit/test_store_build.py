@@ -8,6 +8,7 @@ import io
 import json
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -376,3 +377,42 @@ def test_progress_for_picks_by_output() -> None:
     assert type(progress_for(True, Terminal())) is SilentProgress
     assert type(progress_for(False, Terminal())) is BarProgress
     assert type(progress_for(False, io.StringIO())) is LineProgress
+
+
+def test_jobs_bound_the_builds_running_at_once(store: Store) -> None:
+    lock = threading.Lock()
+    running: list[int] = [0]
+    peak: list[int] = [0]
+    threads: set[str] = set()
+
+    def tracked(ctx: BuildContext) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            threads.add(threading.current_thread().name)
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        ctx.write("x", ctx.derivation.name)
+
+    derivations = [Derivation(name=f"d{i}", build=tracked, inputs={}) for i in range(4)]
+    realise(store, derivations, jobs=0, progress=SilentProgress())
+    assert peak == [1]  # jobs below 1 still build, one at a time
+    assert all(name.startswith("build_") for name in threads)
+
+
+class FlushRecorder(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed_at: list[int] = []
+
+    def flush(self) -> None:
+        self.flushed_at.append(len(self.getvalue()))
+        super().flush()
+
+
+def test_line_progress_flushes_each_result() -> None:
+    stream = FlushRecorder()
+    progress = LineProgress(stream)
+    progress.finished(result("x", Status.BUILT, 1))
+    assert stream.flushed_at == [len("built    x (1.00s)\n")]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from builder.cluster.component import Cluster, Component, Namespace, Scrape
+from builder.cluster.component import Cluster, Component, Namespace, Scrape, SecretSpec
 from builder.cluster.digest import digest
 from builder.cluster.flows import ANYWHERE, Addresses, Flow, Pods, internet
+from builder.cluster.self_signed import self_signed_pem
+from builder.secrets import Recipe, Scope
 
 NAMESPACE = "edge"
 EDGE, ISSUER = Pods(NAMESPACE, "caddy-edge"), Pods(NAMESPACE, "caddy-issuer")
@@ -33,7 +35,11 @@ class Caddy(Component):
         "issuer.Caddyfile": "issuer.Caddyfile.j2",
         "cert-sync.sh": "cert-sync.sh.j2",
     }
-    manifests = ("caddy",)
+    secrets: ClassVar[Mapping[str, SecretSpec]] = {
+        # Served by the edges until the issuer's certificate is synced (self_signed.py).
+        "edge_fallback_pem": SecretSpec("caddy-edge-fallback", Recipe(Scope.CLUSTER, 32, self_signed_pem)),
+    }
+    manifests = ("caddy", "caddy-secrets")
     alert_rules = "alerts.yml.j2"
     scrape_configs = "scrape.yml.j2"
 
@@ -54,6 +60,7 @@ class Caddy(Component):
             "certificate_url": f"http://{issuer}:{ports['certificate']}/certificate",
             "local_certificate_port": ports["local_certificate"],
             "certificate_copies": "/certs",
+            "fallback_dir": "/fallback",
             "sync_seconds": 300,
             "certificate_min_days": 14,
             "sites": [

@@ -29,6 +29,7 @@ class Monitoring(Component):
     files: ClassVar[Mapping[str, str]] = {
         "prometheus.yml": "prometheus.yml.j2",
         "alerts.yml": "alerts.yml.j2",
+        "blackbox.yml": "blackbox.yml.j2",
     }
     manifests = ("monitoring",)
 

@@ -24,6 +24,7 @@ from builder.cluster.k8s import (
     secret,
     server_placement,
 )
+from builder.render.listeners import listen_on_ipv6, tutor_files_on_ipv6
 from builder.render.tutor import TutorOutput
 
 NAMESPACE = "openedx"
@@ -89,7 +90,8 @@ def adapt(
         for document in yaml.safe_load_all(tutor.k8s[name])
         if document and document["metadata"]["name"] not in DROPPED
     ]
-    config_hash = _digest(tutor.files)
+    files = tutor_files_on_ipv6(tutor.files)
+    config_hash = _digest(files)
     env: dict[str, str] = {}
     apps: list[Document] = [_service_account()]
     datastores: list[Document] = []
@@ -103,13 +105,15 @@ def adapt(
                 apps += [document, _disruption_budget(name)]
             else:
                 _datastore(document)
+                for container in document["spec"]["template"]["spec"]["containers"]:
+                    listen_on_ipv6(name, container)
                 datastores.append(document)
         elif name in DATASTORES:
             datastores.append(document)
         else:
             apps.append(document)
-    apps += [config_map(name, NAMESPACE, _files(tutor, path)) for name, path in CONFIG_SOURCES.items()]
-    secrets = [secret(name, NAMESPACE, _files(tutor, prefix)) for name, prefix in SECRET_SOURCES.items()]
+    apps += [config_map(name, NAMESPACE, _files(files, path)) for name, path in CONFIG_SOURCES.items()]
+    secrets = [secret(name, NAMESPACE, _files(files, prefix)) for name, prefix in SECRET_SOURCES.items()]
     secrets.append(secret(ENV_SECRET, NAMESPACE, {**env, "admin-password": admin_password}))
     tasks = tutor.init + extra_init
     scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tasks)}
@@ -124,9 +128,9 @@ def _digest(files: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _files(tutor: TutorOutput, prefix: str) -> dict[str, str]:
+def _files(files: Mapping[str, str], prefix: str) -> dict[str, str]:
     """Files under `prefix`, keyed by base name, as kustomize's configMapGenerator keys them."""
-    return {path.rsplit("/", 1)[-1]: text for path, text in tutor.files.items() if path.startswith(prefix)}
+    return {path.rsplit("/", 1)[-1]: text for path, text in files.items() if path.startswith(prefix)}
 
 
 def _own(document: Document) -> None:

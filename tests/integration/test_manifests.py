@@ -111,7 +111,7 @@ def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     edge = files["edge.Caddyfile"].read_text()
     # Handshakes read the pod's own copies; only the sync loop talks to the issuer.
-    assert "get_certificate http http://localhost:8445/certificate" in edge
+    assert "get_certificate http http://[::1]:8445/certificate" in edge
     assert "http://caddy-issuer.edge.svc.cluster.local:8444/certificate" in files["cert-sync.sh"].read_text()
     adapted = subprocess.run(
         ["caddy", "adapt", "--adapter", "caddyfile", "--config", str(files["edge.Caddyfile"])],
@@ -121,7 +121,7 @@ def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
     )
     policies = json.loads(adapted.stdout)["apps"]["tls"]["automation"]["policies"]
     assert [p["get_certificate"][0]["url"] for p in policies if "get_certificate" in p] == [
-        "http://localhost:8445/certificate"
+        "http://[::1]:8445/certificate"
     ]
     assert "learn.campus.example.org, studio.campus.example.org {" in edge
 

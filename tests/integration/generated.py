@@ -1,0 +1,61 @@
+"""The example site's manifests as the build writes them, and ways to read them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
+from tests.integration.cli import meshseed
+from tests.pinned import write_test_lock
+
+Documents = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Documents]:
+    root = tmp_path_factory.mktemp("listeners")
+    key = root / "master.key"
+    key.write_bytes(TEST_MASTER_KEY)
+    key.chmod(0o600)
+    (root / "site.yaml").write_text(EXAMPLE_SITE.read_text())
+    write_test_lock(root)
+    result = meshseed("build", cwd=root, master_key=key)
+    assert result.returncode == 0, result.stderr
+    return {
+        path.stem: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for path in (root / "dist" / "manifests").glob("*.yaml")
+    }
+
+
+def every(manifests: dict[str, Documents]) -> Documents:
+    return [doc for docs in manifests.values() for doc in docs]
+
+
+def named(docs: Documents, kind: str, name: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def config(manifests: dict[str, Documents], config_map: str, key: str) -> str:
+    return str(named(every(manifests), "ConfigMap", config_map)["data"][key])
+
+
+def container(manifests: dict[str, Documents], workload: str) -> dict[str, Any]:
+    (found,) = [
+        d["spec"]["template"]["spec"]["containers"][0]
+        for d in every(manifests)
+        if d["kind"] in ("Deployment", "DaemonSet", "StatefulSet") and d["metadata"]["name"] == workload
+    ]
+    return dict(found)
+
+
+def host_paths(text: str, root: Path, *paths: str) -> str:
+    """The container's absolute paths (whole path components) moved under `root` on the host."""
+    for path in paths:
+        text = re.sub(rf"(?<=\s){re.escape(path)}(?=[/\s]|$)", f"{root}{path}", text, flags=re.MULTILINE)
+    return text

@@ -30,12 +30,13 @@ def secret(name: str, namespace: str, data: Mapping[str, str]) -> Document:
     }
 
 
-def pod_security(user: int) -> Document:
+def pod_security(user: int, group: int | None = None) -> Document:
+    """Non-root as `user`; volumes belong to `group` (default: the user's own)."""
     return {
         "runAsNonRoot": True,
         "runAsUser": user,
         "runAsGroup": user,
-        "fsGroup": user,
+        "fsGroup": user if group is None else group,
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }

@@ -8,6 +8,7 @@ from builder.cluster.component import BACKUP_IMAGE, BACKUP_PATH, Cluster, Compon
 from builder.cluster.flows import Flow, Pods
 
 NAMESPACE = "backup"
+BACKUP_GROUP = 1000
 
 
 class Backup(Component):
@@ -40,6 +41,8 @@ class Backup(Component):
             "node": cluster.backup_node,
             "path": BACKUP_PATH,
             "capacity": "200Gi",
+            # Our agent's group; every job writes group-writable files (umask 002).
+            "group": BACKUP_GROUP,
             "jobs": jobs + ([rotate] if rotate else []),
             "scripts": dict(cluster.backup_scripts),
             # The secrets the jobs read: secret name -> key in backup-credentials.

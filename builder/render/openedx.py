@@ -50,7 +50,9 @@ ENV_SECRET = "openedx-env"
 INIT_SECRET = "openedx-init"
 # The images' own writable paths when the root filesystem is read-only.
 SCRATCH = {
-    "openedx": ("/tmp", "/openedx/data", "/openedx/media"),
+    # media-private holds Learning Core's library assets; like media it is per pod until
+    # the shared-storage work gives the replicas one volume.
+    "openedx": ("/tmp", "/openedx/data", "/openedx/media", "/openedx/media-private"),
     "redis": ("/tmp",),
 }
 RESOURCES = {
@@ -63,6 +65,19 @@ RESOURCES = {
     "smtp": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
     "init": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
 }
+
+
+# Celery forks one process per CPU unless told; under the worker's memory limit the count
+# comes from the limit instead: what is left after the main process and the liveness
+# probe (which loads Django in the same cgroup), divided by what one process grows to.
+CELERY_OVERHEAD_MIB = 768
+CELERY_PROCESS_MIB = 512
+
+
+def celery_concurrency(limit: str) -> int:
+    """Worker processes that fit a memory limit such as "2Gi"."""
+    mebibytes = int(limit.removesuffix("Gi")) * 1024 if limit.endswith("Gi") else int(limit.removesuffix("Mi"))
+    return max(1, (mebibytes - CELERY_OVERHEAD_MIB) // CELERY_PROCESS_MIB)
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,10 @@ def adapt(
         name = document["metadata"]["name"]
         if document["kind"] == "Deployment":
             _harden(document, env, secret_texts, config_hash)
+            if name in WORKERS:
+                for container in document["spec"]["template"]["spec"]["containers"]:
+                    limit = container["resources"]["limits"]["memory"]
+                    container["args"] = [*container["args"], f"--concurrency={celery_concurrency(limit)}"]
             if name in WEB_APPS or name in WORKERS:
                 _spread(document, servers)
                 apps += [document, _disruption_budget(name)]

@@ -91,6 +91,15 @@ class Link:
     def http(self, port: int, path: str = "/", *, host: str = "localhost") -> bytes:
         return self.probe(port, f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n")
 
+    def http_until(self, port: int, path: str, status: bytes = b"200", *, seconds: float = 120) -> bytes:
+        """Ask until the answer has `status` (a server may listen before it is ready)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            reply = self.http(port, path)
+            if reply.startswith(b"HTTP/1.1 " + status) or time.monotonic() > deadline:
+                return reply
+            time.sleep(1)
+
     def run_in_client(self, argv: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", self.client, *(str(a) for a in argv)],

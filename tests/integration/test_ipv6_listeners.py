@@ -162,7 +162,7 @@ def test_prometheus_and_exporters_serve_on_ipv6(
         for arg in container(manifests, "prometheus")["args"]
     ]
     link.start([prometheus, *args], cwd=tmp_path)
-    assert link.http(9090, "/-/ready").startswith(b"HTTP/1.1 200")
+    assert link.http_until(9090, "/-/ready").startswith(b"HTTP/1.1 200")
     exporter_args = [
         arg.replace("=/host", f"={tmp_path}/host") for arg in container(manifests, "node-exporter")["args"]
     ]

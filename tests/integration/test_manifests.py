@@ -142,6 +142,7 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
         "CouchDBMemberMissing",
         "BackupTooOld",
         "CertificateExpiresSoon",
+        "CertificateProbeFailing",
     }
     config = yaml.safe_load(files["prometheus.yml"].read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
@@ -312,6 +313,11 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
         "/backups/mysql",
         "/backups/mongodb",
     ]
+    # One group owns the archive, whichever image a job runs.
+    jobs = [d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in docs if d["kind"] == "CronJob"]
+    assert len(jobs) == 4
+    assert {job["securityContext"]["fsGroup"] for job in jobs} == {1000}
+    assert {job["securityContext"]["runAsUser"] for job in jobs} == {999, 1000}
     files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))
     validated = kubernetes_validate(files)
     assert validated.returncode == 0, validated.stdout
@@ -348,3 +354,19 @@ def test_the_datastore_snapshot_script_writes_a_manifest_the_agent_verifies(
     manifest = json.loads((snapshot / "manifest.json").read_text())
     assert manifest["kind"] == "mysql" and list(manifest["files"]) == ["all-databases.sql.gz"]
     assert 'kind="mysql"' in (backups / "metrics" / "mysql.prom").read_text()
+
+
+def test_celery_concurrency_fits_the_worker_limit_and_media_private_is_writable(example: Path) -> None:
+    docs = every_document(example)
+    for name in ("lms-worker", "cms-worker"):
+        (container,) = by_name(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        concurrency = [arg for arg in container["args"] if arg.startswith("--concurrency=")]
+        assert concurrency == ["--concurrency=2"]
+        assert container["resources"]["limits"]["memory"] == "2Gi"
+    for name in ("lms", "cms", "lms-worker", "cms-worker"):
+        spec = by_name(docs, "Deployment", name)["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts["/openedx/media-private"]]

@@ -1,0 +1,88 @@
+"""The alert rules fire when they should, as Prometheus's own rule tester evaluates them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.integration.generated import Documents, config, manifests
+from tests.tools import require
+
+__all__ = ["manifests"]  # a fixture
+LMS = "https://learn.campus.example.org/"
+STUDIO = "https://studio.campus.example.org/"
+
+
+def series_name(metric: str, instance: str) -> str:
+    return f'{metric}{{job="certificates",instance="{instance}"}}'
+
+
+def promtool_test(rules: str, cases: list[dict[str, object]], tmp_path: Path) -> None:
+    promtool = require("promtool", "prometheus")
+    (tmp_path / "alerts.yml").write_text(rules)
+    (tmp_path / "tests.yml").write_text(
+        yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": cases})
+    )
+    result = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_certificate_alerts_fire_on_a_failing_probe_and_a_near_expiry(
+    manifests: dict[str, Documents], tmp_path: Path
+) -> None:
+    labels = {"job": "certificates"}
+    failing = {**labels, "instance": LMS}
+    expiring = {**labels, "instance": STUDIO}
+    series = [
+        # The LMS probe fails from the start: no expiry series at all.
+        {"series": series_name("probe_success", LMS), "values": "0x120"},
+        # Studio's answers, with a certificate 10 days from expiry (time() starts at 0).
+        {"series": series_name("probe_success", STUDIO), "values": "1x120"},
+        {
+            "series": series_name("probe_ssl_earliest_cert_expiry", STUDIO),
+            "values": f"{10 * 86400}x120",
+        },
+    ]
+    cases = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "CertificateProbeFailing", "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": "CertificateProbeFailing",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**failing, "severity": "critical"},
+                            "exp_annotations": {
+                                "summary": f"The HTTPS probe of {LMS} has failed for 15 minutes"
+                            },
+                        }
+                    ],
+                },
+                {"eval_time": "30m", "alertname": "CertificateExpiresSoon", "exp_alerts": []},
+                {
+                    "eval_time": "90m",
+                    "alertname": "CertificateExpiresSoon",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**expiring, "severity": "warning"},
+                            "exp_annotations": {
+                                "summary": f"The certificate of {STUDIO} expires in under 14 days"
+                            },
+                        }
+                    ],
+                },
+            ],
+        }
+    ]
+    rules = config(manifests, "prometheus-config", "alerts.yml")
+    summaries = yaml.safe_load(rules)
+    names = [rule["alert"] for group in summaries["groups"] for rule in group["rules"]]
+    assert {"CertificateProbeFailing", "CertificateExpiresSoon"} <= set(names)
+    promtool_test(rules, cases, tmp_path)

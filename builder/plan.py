@@ -11,7 +11,7 @@ from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import EMPTY_LOCK, Lock
 from builder.manifests.derivation import manifests_derivation, missing_images
 from builder.render.dns import zone_derivation
-from builder.render.node import NodePlan, mesh_derivation
+from builder.render.node import NodePlan, check_downloads, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
 from builder.render.tutor import check_openedx_release
@@ -76,6 +76,8 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     )
     mesh = mesh_derivation(site, node_plan)
     if settings.pins is not None:
+        if settings.airgap is None:
+            check_downloads(site)
         derivations.append(mesh)
     if settings.images is not None:
         from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from builder.det.jsonfmt import canonical_json
+from builder.errors import bad_input
 from builder.lock import Lock
 from builder.mycelium import MyceliumIdentity
 from builder.network import MYCELIUM_INTERFACE, MYCELIUM_PORT, cluster_networks
@@ -21,6 +23,7 @@ from builder.store.derivation import BuildContext, Derivation
 from builder.store.store import ENTRY_RECORD
 
 K3S_PORT = 6443
+RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"
 LOG_FILE = "/var/log/meshseed-setup.log"
 PAYLOAD_LABEL = "meshseed-payload"
 MESH_FILE = "mesh.json"
@@ -40,7 +43,11 @@ def base_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "instance_id": f"{site.cluster}-{node.name}",
-        "site": {"cluster": site.cluster, "domain": site.domain},
+        "site": {
+            "cluster": site.cluster,
+            "domain": site.domain,
+            "resolvers": [str(address) for address in site.resolvers],
+        },
         "node": {
             "name": node.name,
             "role": node.role.value,
@@ -64,6 +71,8 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
         "node-ip": str(own),
         "flannel-iface": MYCELIUM_INTERFACE,
         "node-label": [f"meshseed/role={node.role.value}"],
+        # The site's resolvers for the pods (CoreDNS forwards to them), never a fallback.
+        "resolv-conf": RESOLV_CONF,
     }
     if node.role is Role.BACKUP:
         config["node-taint"] = ["meshseed/role=backup:NoSchedule"]
@@ -129,12 +138,37 @@ def peers_of(mesh: dict[str, Any], node: str, extra: list[str]) -> list[str]:
     return peers + [peer for peer in extra if peer not in peers]
 
 
-def pinned_files(lock: Lock) -> list[dict[str, str]]:
-    """The files node-setup fetches (or takes from the payload), each with its sha256."""
+def pinned_files(lock: Lock, mirror: str | None) -> list[dict[str, str]]:
+    """The files node-setup fetches (or takes from the payload), each with its sha256;
+    with a mirror, from <mirror>/<host>/<path>."""
     return [
-        {"name": STAGED[name], "url": lock.binaries[name].url, "sha256": lock.binaries[name].sha256}
+        {
+            "name": STAGED[name],
+            "url": mirrored(lock.binaries[name].url, mirror),
+            "sha256": lock.binaries[name].sha256,
+        }
         for name in sorted(STAGED)
     ]
+
+
+def mirrored(url: str, mirror: str | None) -> str:
+    if mirror is None:
+        return url
+    parts = urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+def check_downloads(site: Site) -> None:
+    """A seed that downloads must be able to: the pinned files' hosts have no IPv6 address."""
+    downloads = site.downloads
+    if downloads.mirror or downloads.nat64 or downloads.ipv4:
+        return
+    raise bad_input(
+        f"{site.source}: downloads: the nodes are IPv6-only and the pinned k3s and Mycelium live on "
+        "GitHub, which has no IPv6 address, so the nodes could not download them",
+        hint="set downloads.mirror (an IPv6 mirror), downloads.nat64 or downloads.ipv4 in site.yaml, "
+        "or build with --airgap",
+    )
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ CELERY_PROCESS_MIB = 512
 
 def celery_concurrency(limit: str) -> int:
     """Worker processes that fit a memory limit such as "2Gi"."""
-    mebibytes = int(limit.removesuffix("Gi")) * 1024 if limit.endswith("Gi") else int(limit.removesuffix("Mi"))
+    mebibytes = (
+        int(limit.removesuffix("Gi")) * 1024 if limit.endswith("Gi") else int(limit.removesuffix("Mi"))
+    )
     return max(1, (mebibytes - CELERY_OVERHEAD_MIB) // CELERY_PROCESS_MIB)
 
 

@@ -18,6 +18,7 @@ from builder.render.manifest_rules import SECRET_SUFFIX
 from builder.render.node import (
     LOG_FILE,
     PAYLOAD_LABEL,
+    RESOLV_CONF,
     NodePlan,
     base_inputs,
     k3s_settings,
@@ -68,7 +69,8 @@ def seed_derivation(
         inputs.update(
             k3s=k3s_settings(site, node, plan),
             mycelium=mycelium_inputs(site, node, plan),
-            files=pinned_files(lock),
+            files=pinned_files(lock, site.downloads.mirror),
+            resolv_conf=RESOLV_CONF,
             airgap=bundle is not None,
             bundle=bundle.name if bundle is not None else None,
             mesh=mesh.name,

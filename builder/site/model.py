@@ -6,12 +6,14 @@ Field metadata carries the documentation (`doc`) and, for lists, the minimum len
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from builder.site.scalars import (
     DnsName,
+    HttpUrl,
     InterfaceName,
     IPv6Address,
     MacAddress,
@@ -101,6 +103,31 @@ class Backups:
     )
 
 
+# Two operators' public resolvers, each reachable over IPv6: Quad9 and Cloudflare.
+DEFAULT_RESOLVERS = ("2620:fe::fe", "2606:4700:4700::1111")
+
+
+@dataclass(frozen=True)
+class Downloads:
+    """How nodes fetch the pinned k3s and Mycelium when the build is not --airgap. Their
+    upstream URLs (GitHub) have no IPv6 address, so an IPv6-only node needs one of these."""
+
+    mirror: HttpUrl | None = field(
+        default=None,
+        metadata=_doc(
+            "A mirror of the pinned files, reachable over IPv6: each URL becomes <mirror>/<host>/<path>, "
+            "as `meshseed build --artifact-mirror` fetches them."
+        ),
+    )
+    nat64: bool = field(
+        default=False,
+        metadata=_doc("The nodes' network has NAT64, and `resolvers` answer with DNS64 addresses."),
+    )
+    ipv4: bool = field(
+        default=False, metadata=_doc("The nodes have an IPv4 path out, set up outside meshseed.")
+    )
+
+
 @dataclass(frozen=True)
 class Site:
     """A whole site: one cluster, its names and its nodes."""
@@ -117,6 +144,18 @@ class Site:
         metadata=_doc(
             "Authoritative nameservers of the domain; with them, dist/dns/<domain>.zone is written."
         ),
+    )
+    resolvers: tuple[IPv6Address, ...] = field(
+        default=tuple(ipaddress.IPv6Address(address) for address in DEFAULT_RESOLVERS),
+        metadata=_doc(
+            "DNS resolvers the nodes and the pods use, by IPv6 address (default: Quad9 2620:fe::fe "
+            "and Cloudflare 2606:4700:4700::1111).",
+            min_items=1,
+        ),
+    )
+    downloads: Downloads = field(
+        default_factory=Downloads,
+        metadata=_doc("How nodes reach the pinned files without --airgap: a mirror, NAT64 or IPv4."),
     )
     backups: Backups = field(
         default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")

@@ -151,6 +151,7 @@ def parse_mac(text: str) -> str:
 MacAddress = Annotated[
     str, Scalar(parse_mac, {"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"})
 ]
+HttpUrl = Annotated[str, pattern_scalar(r"https?://[^\s/]+(/\S*)?", "an http(s) URL", format="uri")]
 InterfaceName = Annotated[
     str, pattern_scalar(r"[a-z][a-z0-9_.-]{0,14}", "a network interface name such as ens3")
 ]

@@ -102,7 +102,7 @@ class Decoder:
             base, *extras = typing.get_args(hint)
             scalar = next(e for e in extras if isinstance(e, Scalar))
             return self._scalar(scalar, base, node, path)
-        if hint in (str, int):
+        if hint in (str, int, bool):
             return self._plain(hint, node, path, meta)
         if typing.get_origin(hint) is tuple:
             return self._sequence(typing.get_args(hint)[0], node, path, meta)
@@ -126,7 +126,15 @@ class Decoder:
         if hint is str:
             text = self._string(node, path)
             return INVALID if text is None else text
+        if hint is bool:
+            return self._boolean(node, path)
         return self._integer(node, path, meta)
+
+    def _boolean(self, node: yaml.Node, path: str) -> Any:
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"):
+            self.report(line_of(node), path, f"expected true or false, got {describe(node)}")
+            return INVALID
+        return bool(yaml.constructor.SafeConstructor().construct_yaml_bool(node))
 
     def _integer(self, node: yaml.Node, path: str, meta: typing.Mapping[str, Any]) -> Any:
         if not (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int"):

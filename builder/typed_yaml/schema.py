@@ -35,7 +35,7 @@ def _object_schema(cls: type, defs: dict[str, JsonSchema]) -> JsonSchema:
             prop["description"] = spec.metadata["doc"]
         if spec.default is not dataclasses.MISSING:
             if spec.default is not None:
-                prop["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+                prop["default"] = _json_value(spec.default)
         elif spec.default_factory is dataclasses.MISSING:
             required.append(spec.name)
         properties[spec.name] = prop
@@ -48,16 +48,17 @@ def _object_schema(cls: type, defs: dict[str, JsonSchema]) -> JsonSchema:
     }
 
 
+_PLAIN: dict[Any, str] = {str: "string", int: "integer", bool: "boolean"}
+
+
 def _type_schema(hint: Any, defs: dict[str, JsonSchema]) -> JsonSchema:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if typing.get_origin(hint) is typing.Annotated:
         scalar = next(e for e in typing.get_args(hint)[1:] if isinstance(e, Scalar))
         return dict(scalar.schema)
-    if hint is str:
-        return {"type": "string"}
-    if hint is int:
-        return {"type": "integer"}
+    if hint in _PLAIN:
+        return {"type": _PLAIN[hint]}
     if typing.get_origin(hint) is tuple:
         return {"type": "array", "items": _type_schema(typing.get_args(hint)[0], defs)}
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
@@ -68,3 +69,10 @@ def _type_schema(hint: Any, defs: dict[str, JsonSchema]) -> JsonSchema:
             defs[name] = _object_schema(hint, defs)
         return {"$ref": f"#/$defs/{name}"}
     raise TypeError(f"no JSON Schema for {hint!r}")
+
+
+def _json_value(value: Any) -> Any:
+    """A default as JSON: tuples as lists, addresses and the like as their text."""
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    return value if isinstance(value, str | int | bool) else str(value)

@@ -106,6 +106,8 @@ def test_every_network_config_renders(pinned_example: Path, tmp_path: Path) -> N
         (uplink,) = config.values()
         assert f"address {uplink['addresses'][0]}" in rendered
         assert f"gateway {uplink['gateway6']}" in rendered
+        # RA and DHCPv6 are off: the site's resolvers are the only ones the node gets.
+        assert "dns-nameservers 2620:fe::fe 2606:4700:4700::1111" in rendered
 
 
 def test_seed_iso_holds_the_three_files(pinned_example: Path) -> None:
@@ -196,3 +198,38 @@ def test_secrets_are_private_and_pins_are_in_the_seed(pinned_example: Path) -> N
     for name in ("k3s", "k3s-install.sh", "mycelium"):
         assert test_sha256(name) in setup
     assert (pinned_example / "edx1" / "user-data").stat().st_mode & 0o777 == 0o600
+
+
+def test_ipv6_only_nodes_download_from_the_mirror_and_resolve_with_the_sites_resolvers(
+    pinned_example: Path,
+) -> None:
+    data = user_data(pinned_example / "edx1" / "user-data")
+    setup = written(data, "/usr/local/lib/meshseed/node-setup")["content"]
+    # github.com has no IPv6 address: every download goes to the mirror, same path.
+    assert "https://mirror.campus.example.org/pinned/github.com/k3s-io/k3s/releases/download/" in setup
+    assert "https://github.com" not in setup
+    resolv = written(data, "/etc/rancher/k3s/resolv.conf")["content"]
+    assert resolv == "nameserver 2620:fe::fe\nnameserver 2606:4700:4700::1111\n"
+    config = yaml.safe_load(written(data, "/etc/rancher/k3s/config.yaml")["content"])
+    assert config["resolv-conf"] == "/etc/rancher/k3s/resolv.conf"
+
+
+def test_a_download_mode_site_without_a_way_out_is_refused(tmp_path: Path, master_key_file: Path) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    text = EXAMPLE_SITE.read_text()
+    (root / "site.yaml").write_text(
+        text.replace("downloads:\n  mirror: https://mirror.campus.example.org/pinned\n", "")
+    )
+    write_test_lock(root)
+    result = meshseed("build", cwd=root, master_key=master_key_file)
+    assert result.returncode == 2, result.stderr
+    assert "site.yaml: downloads: the nodes are IPv6-only" in result.stderr
+    assert "downloads.mirror" in result.stderr and "--airgap" in result.stderr
+    assert "Traceback" not in result.stderr and not (root / "dist").exists()
+    for way_out in ("downloads: {nat64: true}\n", "downloads: {ipv4: true}\n"):
+        (root / "site.yaml").write_text(
+            text.replace("downloads:\n  mirror: https://mirror.campus.example.org/pinned\n", way_out)
+        )
+        result = meshseed("build", cwd=root, master_key=master_key_file)
+        assert result.returncode == 0, result.stderr

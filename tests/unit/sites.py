@@ -13,6 +13,11 @@ nodes:
 """
 
 
+# After the nodes, so that their line numbers stay as node() says; IPv6-only nodes
+# download the pinned files from a mirror.
+DOWNLOADS = "downloads:\n  mirror: https://mirror.lab.example.org/pinned\n"
+
+
 def node(name: str, role: str, number: int) -> str:
     """Five lines describing one node; node k (from 0) starts on line 6 + 5k."""
     return (
@@ -32,7 +37,7 @@ def site(servers: int = 3, agents: int = 0, backups: int = 1) -> str:
     for number, role in enumerate(roles, start=1):
         counters[role] += 1
         blocks.append(node(f"{names[role]}{counters[role]}", role, number))
-    return HEADER + "".join(blocks)
+    return HEADER + "".join(blocks) + DOWNLOADS
 
 
 VALID = site()

@@ -177,9 +177,9 @@ def test_retention_counts() -> None:
     assert backups.local_retention == Retention(daily=7, weekly=4, monthly=36)
     bad = VALID + "backups:\n  retention:\n    daily: -1\n    weekly: x\n    monthly: 1.5\n"
     assert problems_of(bad) == [
-        "site.yaml:28: backups.retention.daily: must be at least 0, not -1",
-        "site.yaml:29: backups.retention.weekly: expected an integer, got a string",
-        "site.yaml:30: backups.retention.monthly: expected an integer, got a number (1.5)",
+        "site.yaml:30: backups.retention.daily: must be at least 0, not -1",
+        "site.yaml:31: backups.retention.weekly: expected an integer, got a string",
+        "site.yaml:32: backups.retention.monthly: expected an integer, got a number (1.5)",
     ]
 
 
@@ -381,7 +381,7 @@ def test_schema_of_each_field_kind() -> None:
         "$ref": "#/$defs/retention",
         "description": "On the backup node (its rotation CronJob).",
     }
-    assert set(schema["$defs"]) == {"node", "backups", "retention"}
+    assert set(schema["$defs"]) == {"node", "backups", "retention", "downloads"}
     assert "source" not in schema["properties"]
 
 

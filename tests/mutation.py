@@ -82,6 +82,91 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "drop keyword encoding",
     ): "the default is the file system encoding, UTF-8 wherever the tests run (PEP 538/540)",
     (
+        "builder/det/compress.py",
+        "params = zstandard.ZstdCompressionParameters.from_level(",
+        "drop keyword threads",
+    ): "threads=0 (single-threaded) is zstandard's default; explicit because threads change frames",
+    (
+        "builder/det/compress.py",
+        "ZSTD_LEVEL, window_log=ZSTD_WINDOW_LOG, threads=0, write_checksum=1",
+        "1 -> 2",
+    ): "write_checksum is a flag: 2 is as true as 1",
+    (
+        "builder/det/compress.py",
+        'with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=GZIP_LEVEL, mtime=0) as out:',
+        "drop keyword filename",
+    ): "without it GzipFile takes fileobj.name, and a BytesIO has none: the name stays empty",
+    (
+        "builder/det/iso9660.py",
+        "_RR_PX, _RR_NM, _RR_TF = 0x01, 0x08, 0x80",
+        "8 -> 9",
+    ): "the added bit 0x01 is PX, which the RR flags always set anyway",
+    (
+        "builder/det/iso9660.py",
+        "_RR_PX, _RR_NM, _RR_TF = 0x01, 0x08, 0x80",
+        "128 -> 129",
+    ): "the added bit 0x01 is PX, which the RR flags always set anyway",
+    (
+        "builder/det/iso9660.py",
+        "flags = _RR_PX | _RR_TF | (_RR_NM if name is not None else 0)",
+        "0 -> 1",
+    ): "1 is _RR_PX, already in the flags",
+    (
+        "builder/det/iso9660.py",
+        '0o040000 | mode if kind != "file" else 0o100000 | mode,',
+        "16384 -> 16385",
+    ): "directories always get mode 0o555, whose bit 0 the mutant adds again",
+    (
+        "builder/det/iso9660.py",
+        "zip(self.files, self.names, self.extents, strict=True), key=lambda item: item[1]",
+        "drop keyword strict",
+    ): "names and extents are built from files, one each: the lengths always match",
+    (
+        "builder/det/iso9660.py",
+        "zip(self.files, self.names, self.extents, strict=True), key=lambda item: item[1]",
+        "True -> False",
+    ): "names and extents are built from files, one each: the lengths always match",
+    (
+        "builder/det/iso9660.py",
+        "return _sectors(len(self.directory(0, 0))) * SECTOR",
+        "0 -> 1",
+    ): "a directory's size is measured: extent and size are fixed-width fields, so any value gives the same length",
+    (
+        "builder/det/iso9660.py",
+        "probe = [_Volume(j, label, entries, [0] * len(entries), epoch) for j in (False, True)]",
+        "0 -> 1",
+    ): "the probe only measures directories; extents are fixed-width, so their value does not change the size",
+    (
+        "builder/det/iso9660.py",
+        "shutil.copyfileobj(source, out, 1 << 20)",
+        "LShift -> RShift",
+    ): "a buffer size: the bytes copied are the same (0 means copyfileobj's default)",
+    (
+        "builder/det/iso9660.py",
+        "shutil.copyfileobj(source, out, 1 << 20)",
+        "1 -> 2",
+    ): "a buffer size: the bytes copied are the same",
+    (
+        "builder/det/iso9660.py",
+        "shutil.copyfileobj(source, out, 1 << 20)",
+        "20 -> 21",
+    ): "a buffer size: the bytes copied are the same",
+    (
+        "builder/det/jsonfmt.py",
+        'text = json.dumps(value, sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False)',
+        "drop keyword separators",
+    ): 'with indent set, json.dumps already defaults to (",", ": "); explicit to read the format here',
+    (
+        "builder/det/yamlfmt.py",
+        "def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:",
+        "False -> True",
+    ): "PyYAML's emitter always passes flow, and indentless is ignored (False goes to super)",
+    (
+        "builder/det/yamlfmt.py",
+        "return str(yaml.dump(value, Dumper=_Dumper, sort_keys=sort_keys, explicit_start=False, **_STYLE))",
+        "drop keyword explicit_start",
+    ): "no explicit start is yaml.dump's default",
+    (
         "builder/secrets.py",
         "return HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info.encode()).derive(",
         "drop keyword salt",

@@ -7,13 +7,22 @@ each byte says, so a writer that is wrong the same way every time still fails.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from builder.det.iso9660 import SECTOR, IsoFile, _directory_record, _iso_names, write_iso, write_iso_to
+from builder.det.iso9660 import (
+    SECTOR,
+    IsoFile,
+    _directory_record,
+    _iso_names,
+    _pack_records,
+    write_iso,
+    write_iso_to,
+)
 from builder.errors import MeshseedError
 
 EPOCH = 1700000000  # 2023-11-14 22:13:20 UTC
@@ -357,3 +366,17 @@ def test_directory_records_are_at_most_255_bytes() -> None:
     assert len(_directory_record(b"a" * 221, 0, 0, 0, epoch=EPOCH, system_use=b"x")) == 255
     with pytest.raises(ValueError, match="directory record too long"):
         _directory_record(b"a" * 221, 0, 0, 0, epoch=EPOCH, system_use=b"xy")
+
+
+def test_records_are_packed_up_to_a_sector_end_and_never_across_it() -> None:
+    exactly = _pack_records([b"a" * 2000, b"b" * 48])  # ends on the sector's last byte
+    assert exactly == b"a" * 2000 + b"b" * 48
+    over = _pack_records([b"a" * 2000, b"b" * 49])  # would take the next sector's first byte
+    assert over == b"a" * 2000 + bytes(48) + b"b" * 49
+
+
+def test_iso_files_are_frozen_values() -> None:
+    entry = IsoFile("a", b"x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.mode = 0o600  # type: ignore[misc]
+    assert hash(entry) == hash(IsoFile("a", b"x"))

@@ -25,6 +25,10 @@ from builder.store.store import ENTRY_RECORD
 K3S_PORT = 6443
 RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"
 LOG_FILE = "/var/log/meshseed-setup.log"
+# node-setup's marker of success, and its exit status for a file that fails its sha256
+# check (final: the unit does not retry it).
+SETUP_DONE = "/var/lib/meshseed/setup.done"
+REFUSED_STATUS = 3
 PAYLOAD_LABEL = "meshseed-payload"
 MESH_FILE = "mesh.json"
 # Pinned files as the node stages them: lock name -> file name.

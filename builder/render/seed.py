@@ -18,7 +18,9 @@ from builder.render.manifest_rules import SECRET_SUFFIX
 from builder.render.node import (
     LOG_FILE,
     PAYLOAD_LABEL,
+    REFUSED_STATUS,
     RESOLV_CONF,
+    SETUP_DONE,
     NodePlan,
     base_inputs,
     k3s_settings,
@@ -39,6 +41,7 @@ HELPERS = {
     "node_setup": "node-setup.sh",
     "wait_for_overlay": "wait-for-overlay.sh",
     "mycelium_service": "mycelium.service",
+    "node_setup_service": "node-setup.service",
 }
 SEED_LABEL = "cidata"
 # user-data carries the node's secrets; the ISO holds user-data.
@@ -75,6 +78,8 @@ def seed_derivation(
             bundle=bundle.name if bundle is not None else None,
             mesh=mesh.name,
             log=LOG_FILE,
+            done_marker=SETUP_DONE,
+            refused_status=REFUSED_STATUS,
             payload_label=PAYLOAD_LABEL,
             manifests=carried.name if carried is not None else None,
         )

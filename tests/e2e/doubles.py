@@ -94,6 +94,18 @@ done <<'MAP'
 @ROUTES@
 MAP
 echo "overlay $overlay up" >> "$state/order.log"
+# Crash once, after k3s has started, as a real Mycelium may: the unit restarts it, and
+# k3s must follow (its VXLAN device went with the old TUN device).
+if [ ! -e "$state/crashed" ]; then
+  for _ in $(seq 1 600); do
+    grep -q '^k3s ' /var/lib/meshseed-test/order.log 2>/dev/null && break
+    sleep 1
+  done
+  sleep 5
+  touch "$state/crashed"
+  echo "crash $(cut -d' ' -f1 /proc/uptime)" >> "$state/order.log"
+  exit 1
+fi
 exec sleep infinity
 """
 

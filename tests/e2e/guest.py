@@ -41,6 +41,14 @@ PACKAGES = (
 # seconds given as meshseed_linger= on the kernel command line.
 POWEROFF_SCRIPT = """\
 #!/bin/sh
+# node-setup runs as its own unit, retried until it succeeds: wait until it has (active)
+# or has given up (failed), or is not there to run (inactive), for 15 minutes at most.
+for _ in $(seq 1 900); do
+  case $(systemctl show -p ActiveState --value meshseed-node-setup.service) in
+    active|failed|inactive) break ;;
+  esac
+  sleep 1
+done
 linger=$(sed -n 's/.*meshseed_linger=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
 sleep "${linger:-5}"
 systemctl poweroff

@@ -181,6 +181,32 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
             # The same bytes on every server, where k3s applies them.
             assert vm.read(f"/var/lib/rancher/k3s/server/manifests/{manifest.name}") == manifest.read_text()
         assert vm.stat("/var/lib/rancher/k3s/server/manifests/couchdb-secrets.yaml")[0] == 0o600
+    # Mycelium's double crashed once after k3s started; systemd restarted it, and k3s
+    # was restarted after it, so that flannel makes its VXLAN device anew.
+    for vm in (first,):
+        events = [line.split() for line in vm.read("/var/lib/mycelium/order.log").splitlines()]
+        starts = [float(event[1]) for event in events if event[0] == "mycelium"]
+        (crash,) = [float(event[1]) for event in events if event[0] == "crash"]
+        assert len(starts) == 2 and starts[0] < crash < starts[1], events
+        k3s_starts = [
+            float(line.split()[1])
+            for line in vm.read("/var/lib/meshseed-test/order.log").splitlines()
+            if line.startswith("k3s ")
+        ]
+        assert k3s_starts[0] < crash and k3s_starts[-1] > starts[1], (k3s_starts, starts)
+        assert vm.exists("/var/lib/meshseed/setup.done")
+        assert vm.exists("/etc/systemd/system/multi-user.target.wants/meshseed-node-setup.service")
+        assert not vm.exists("/etc/motd.d/meshseed")
+    # A second boot of s1 does nothing of the setup again.
+    before = first.read("/var/lib/meshseed-test/order.log")
+    first.boot_again()
+    try:
+        again = first.wait()
+    finally:
+        first.stop()
+    assert "meshseed: verified" not in again and "meshseed: installing" not in again, again[-3000:]
+    after = first.read("/var/lib/meshseed-test/order.log")
+    assert after.startswith(before) and "install " not in after[len(before) :], after
     assert "cluster-init: true" in first.read("/var/lib/meshseed-test/k3s-config.yaml")
     assert f"server: https://[{overlay['s1']}]:6443" in second.read("/var/lib/meshseed-test/k3s-config.yaml")
     joined = second.read("/var/lib/meshseed-test/join.log")
@@ -221,6 +247,10 @@ def test_a_tampered_payload_installs_nothing(project: Path, guest_files: Path, t
     found = hashlib.sha256(bad_k3s).hexdigest()
     assert f"meshseed: ERROR: k3s has sha256 {found}, the seed pins" in console, console[-3000:]
     assert "meshseed: k3s was not started" in console
+    # Final, not retried, and visible: a failed unit and the login banner.
+    assert console.count("has sha256") == 1, console[-3000:]
+    assert "has sha256" in vm.read("/etc/motd.d/meshseed")
+    assert not vm.exists("/var/lib/meshseed/setup.done")
     assert not vm.exists("/usr/local/bin/k3s")
     assert not vm.exists("/var/lib/meshseed-test/order.log")
     assert "ERROR" in vm.read("/var/log/meshseed-setup.log")

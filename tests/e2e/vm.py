@@ -27,10 +27,12 @@ class Guest:
     mac: str | None = None
     link: tuple[Path, Path] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # Which boot of this guest: the second boots the same disk again.
+    boot: int = 1
 
     @property
     def serial(self) -> Path:
-        return self.work / f"{self.name}.serial.log"
+        return self.work / f"{self.name}.serial.{self.boot}.log"
 
     @property
     def overlay(self) -> Path:
@@ -39,10 +41,22 @@ class Guest:
     def start(self) -> None:
         qemu_img = require("qemu-img", "qemu-utils")
         qemu = require("qemu-system-x86_64", "qemu-system-x86")
-        subprocess.run(
-            [qemu_img, "create", "-q", "-f", "qcow2", "-b", str(self.disk), "-F", "raw", str(self.overlay)],
-            check=True,
-        )
+        if self.boot == 1:
+            subprocess.run(
+                [
+                    qemu_img,
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    str(self.disk),
+                    "-F",
+                    "raw",
+                    str(self.overlay),
+                ],
+                check=True,
+            )
         argv = [
             qemu,
             "-accel",
@@ -83,6 +97,11 @@ class Guest:
             argv += ["-nic", "none"]
         with (self.work / f"{self.name}.qemu.log").open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+
+    def boot_again(self) -> None:
+        """Start the powered-off guest again, from the disk its first boot left."""
+        self.boot += 1
+        self.start()
 
     def wait(self, timeout: float = BOOT_TIMEOUT) -> str:
         """Wait for the guest to power itself off; its serial log."""

@@ -167,6 +167,71 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "drop keyword explicit_start",
     ): "no explicit start is yaml.dump's default",
     (
+        "builder/store/blobs.py",
+        "target.parent.mkdir(parents=True, exist_ok=True)",
+        "drop keyword parents",
+    ): "partial_dir.mkdir(parents=True) just made .blobs, the only parent that could be missing",
+    (
+        "builder/store/blobs.py",
+        "target.parent.mkdir(parents=True, exist_ok=True)",
+        "True -> False",
+    ): "parents: partial_dir.mkdir(parents=True) just made .blobs, the only parent that could be missing",
+    (
+        "builder/store/derivation.py",
+        "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)",
+        "384 -> 385",
+    ): "fchmod sets the final mode at once; 0o601 still keeps the file unreadable to others meanwhile",
+    (
+        "builder/store/progress.py",
+        "self.bar = Progress(",
+        "drop keyword transient",
+    ): "transient=False is rich's default; explicit because the final bar must stay on screen",
+    (
+        "builder/store/store.py",
+        "if not path.exists() and not path.is_symlink():",
+        "drop not",
+    ): "only a dangling symlink tells them apart, and rmtree refuses a symlink either way (callers pass mkdtemp directories)",
+    (
+        "builder/store/store.py",
+        "self.root.mkdir(mode=0o700, parents=True, exist_ok=True)",
+        "drop keyword mode",
+    ): "the chmod(0o700) on the next line sets the mode whatever mkdir made",
+    (
+        "builder/store/store.py",
+        "self.root.mkdir(mode=0o700, parents=True, exist_ok=True)",
+        "448 -> 449",
+    ): "the chmod(0o700) on the next line sets the mode whatever mkdir made",
+    (
+        "builder/store/store.py",
+        "root_file.unlink(missing_ok=True)",
+        "drop keyword missing_ok",
+    ): "the file was just listed, under the store's exclusive lock: only an outside hand could remove it first",
+    (
+        "builder/store/store.py",
+        "root_file.unlink(missing_ok=True)",
+        "True -> False",
+    ): "the file was just listed, under the store's exclusive lock: only an outside hand could remove it first",
+    (
+        "builder/store/store.py",
+        "lock.unlink(missing_ok=True)",
+        "drop keyword missing_ok",
+    ): "the lock was just listed, under the store's exclusive lock: only an outside hand could remove it first",
+    (
+        "builder/store/store.py",
+        "lock.unlink(missing_ok=True)",
+        "True -> False",
+    ): "the lock was just listed, under the store's exclusive lock: only an outside hand could remove it first",
+    (
+        "builder/store/tree.py",
+        "_CHUNK = 1 << 20",
+        "1 -> 2",
+    ): "a read size: the digest of the file is the same",
+    (
+        "builder/store/tree.py",
+        "_CHUNK = 1 << 20",
+        "20 -> 21",
+    ): "a read size: the digest of the file is the same",
+    (
         "builder/secrets.py",
         "return HKDF(algorithm=hashes.SHA256(), length=size, salt=None, info=info.encode()).derive(",
         "drop keyword salt",

@@ -3,6 +3,8 @@ exact key description, modes, statuses, messages and lines they produce."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -135,14 +137,16 @@ def test_open_output_records_the_digest_and_mode(tmp_path: Path) -> None:
     ctx = context(tmp_path)
     old = os.umask(0o077)
     try:
-        with ctx.open_output("deep/layer.tar") as stream:
+        with ctx.open_output("deep/er/layer.tar") as stream:
             stream.write(b"part one ")
             stream.write(b"part two")
     finally:
         os.umask(old)
-    path = ctx.out / "deep/layer.tar"
+    path = ctx.out / "deep/er/layer.tar"
     assert (path.read_bytes(), stat.S_IMODE(path.stat().st_mode)) == (b"part one part two", 0o644)
-    assert ctx.known_digests == {"deep/layer.tar": sha(b"part one part two")}
+    with ctx.open_output("deep/er/other") as stream:
+        stream.write(b"")
+    assert ctx.known_digests == {"deep/er/layer.tar": sha(b"part one part two"), "deep/er/other": sha(b"")}
 
 
 def test_link_blob_hard_links_and_records_the_hex_digest(tmp_path: Path) -> None:
@@ -150,9 +154,10 @@ def test_link_blob_hard_links_and_records_the_hex_digest(tmp_path: Path) -> None
     blob = tmp_path / "blob"
     blob.write_bytes(b"layer")
     ctx.link_blob("blobs/sha256/x", "sha256:" + sha(b"layer"), blob)
+    ctx.link_blob("blobs/sha256/y", "sha256:" + sha(b"layer"), blob)
     linked = ctx.out / "blobs/sha256/x"
     assert linked.stat().st_ino == blob.stat().st_ino
-    assert ctx.known_digests == {"blobs/sha256/x": sha(b"layer")}
+    assert ctx.known_digests == {"blobs/sha256/x": sha(b"layer"), "blobs/sha256/y": sha(b"layer")}
 
 
 def test_source_is_checked_against_the_key(tmp_path: Path) -> None:
@@ -351,21 +356,24 @@ def test_line_progress_prints_plan_and_work_done() -> None:
 def test_bar_progress_shows_running_work_and_results() -> None:
     stream = io.StringIO()
     progress = BarProgress(stream)
+    assert progress.bar.tasks[0].total is None  # unknown until planned
     progress.planned(3, 1)
-    names = ["one", "two", "three", "four"]
+    names = ["one", "two", "three", "four", "five"]
     for name in names:
         progress.started(result(name, Status.BUILT, 0).derivation)
-    assert progress.bar.tasks[0].fields["running"] == "two, three, four"
+    assert progress.bar.tasks[0].fields["running"] == "three, four, five"
     assert progress.bar.tasks[0].total == 3
-    progress.finished(result("four", Status.BUILT, 2))
+    progress.finished(result("five", Status.BUILT, 2))
     progress.finished(result("gone", Status.CACHED, 0))
-    assert progress.running == ["one", "two", "three"]
-    assert progress.bar.tasks[0].fields["running"] == "one, two, three"
+    assert progress.running == ["one", "two", "three", "four"]
+    assert progress.bar.tasks[0].fields["running"] == "two, three, four"
     assert progress.bar.tasks[0].completed == 2
     progress.close()
-    output = stream.getvalue()
-    assert "built four (2.00s)" in output
-    assert "gone" not in output
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "built five (2.00s)"
+    assert "gone" not in stream.getvalue()
+    # The bar was started, and stays on screen when stopped.
+    assert lines[-1].startswith("building ") and " 2/3 " in lines[-1]
 
 
 class Terminal(io.StringIO):
@@ -416,3 +424,80 @@ def test_line_progress_flushes_each_result() -> None:
     progress = LineProgress(stream)
     progress.finished(result("x", Status.BUILT, 1))
     assert stream.flushed_at == [len("built    x (1.00s)\n")]
+
+
+def open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_writes_and_blob_locks_leave_no_descriptor_open(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    before = open_descriptors()
+    ctx.write("a", "x")
+    digest = "sha256:" + sha(b"b")
+    ctx.blobs.ensure(digest, lambda partial: partial.write_bytes(b"b"))
+    assert open_descriptors() == before
+    lock = os.open(tmp_path / ".blobs" / "partial" / f"{sha(b'b')}.lock", os.O_RDWR)
+    try:  # and the blob's lock is free again
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(lock)
+
+
+def test_derivations_results_are_frozen_and_compared_by_identity(store: Store) -> None:
+    first, twin = (Derivation(name="d", build=noop, inputs={"k": [1]}) for _ in range(2))
+    assert first != twin and first.key == twin.key
+    assert len({first, twin}) == 2  # hashable despite the list in the inputs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.name = "other"  # type: ignore[misc]
+    (built,) = realise(store, [first], jobs=1, progress=SilentProgress())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.seconds = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.output.digest = ""  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.output.entries[0].size = 0  # type: ignore[misc]
+    assert 0 < built.seconds < 60
+
+
+def test_a_failed_repair_leaves_no_corrupt_entry(store: Store) -> None:
+    attempts: list[int] = []
+
+    def once(ctx: BuildContext) -> None:
+        attempts.append(1)
+        if len(attempts) > 1:
+            raise MeshseedError("cannot build twice")
+        ctx.write("out", "first")
+
+    derivation = Derivation(name="once", build=once, inputs={})
+    realise(store, [derivation], jobs=1, progress=SilentProgress())
+    entry = store.path_of(derivation.store_name)
+    entry.chmod(0o755)
+    (entry / "out").chmod(0o644)
+    (entry / "out").write_text("corrupt")
+    with pytest.raises(MeshseedError, match="once: cannot build twice"):
+        realise(store, [derivation], jobs=1, progress=SilentProgress(), repair=True)
+    assert not store.has(derivation.store_name)
+    assert not entry.exists()
+
+
+def test_a_dependent_starts_while_other_work_still_runs(store: Store) -> None:
+    started = threading.Event()
+    seen: list[bool] = []
+
+    def slow(ctx: BuildContext) -> None:
+        seen.append(started.wait(5))
+        ctx.write("x", "")
+
+    def dependent(ctx: BuildContext) -> None:
+        started.set()
+        ctx.write("x", "")
+
+    fast = Derivation(name="fast", build=noop, inputs={})
+    derivations = [
+        Derivation(name="slow", build=slow, inputs={}),
+        fast,
+        Derivation(name="after-fast", build=dependent, inputs={}, deps=(fast,)),
+    ]
+    realise(store, derivations, jobs=2, progress=SilentProgress())
+    assert seen == [True]

@@ -463,3 +463,67 @@ def test_thaw_and_remove_thaws_directories_but_not_link_targets(tmp_path: Path) 
     store_module._thaw_and_remove(tree)
     assert not tree.exists()
     assert stat.S_IMODE(outside.stat().st_mode) == 0o555  # a link's target is not thawed
+
+
+def test_directories_are_thawed_before_removal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root may delete inside read-only directories; everyone else needs them writable first.
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub").chmod(0o555)
+    tree.chmod(0o555)
+    modes: dict[str, int] = {}
+    real_rmtree = store_module.shutil.rmtree
+
+    def rmtree(path: Path, ignore_errors: bool = False) -> None:
+        modes.update({p.name: stat.S_IMODE(p.stat().st_mode) for p in [path, *path.rglob("*")]})
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", rmtree)
+    store_module._thaw_and_remove(tree)
+    assert modes == {"tree": 0o700, "sub": 0o700}
+    assert not tree.exists()
+
+
+def test_entries_are_writable_while_they_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Moving a directory to another parent rewrites its ".." link: it must be writable.
+    store = Store(tmp_path / "s")
+    store.prepare()
+    moves: list[tuple[str, str, int]] = []
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        moves.append((self.parent.name, Path(target).parent.name, stat.S_IMODE(self.stat().st_mode)))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    committed(store)
+    store.remove("k-out")
+    assert [(source, mode) for source, _, mode in moves] == [(".tmp", 0o700), ("s", 0o700)]
+
+
+def test_gc_survives_a_stray_file_among_leftovers(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    store.prepare()
+    (tmp_path / "s" / ".tmp" / "stray").write_text("")
+    assert store.collect_garbage() == ([], 0)
+
+
+def test_an_interrupted_removal_leaves_a_leftover_gc_can_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "s")
+    store.prepare()
+    committed(store)
+
+    def interrupted(path: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_thaw_and_remove", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.remove("k-out")
+    (leftover,) = (tmp_path / "s" / ".tmp").iterdir()
+    assert leftover.name.startswith("k-out.") and leftover.name.endswith(".dead")
+    assert (leftover / "entry" / "data").read_bytes() == b"data"
+    monkeypatch.undo()
+    store.collect_garbage()
+    assert list((tmp_path / "s" / ".tmp").iterdir()) == []

@@ -53,8 +53,13 @@ class Flaky(http.server.BaseHTTPRequestHandler):
 
     requests: ClassVar[list[str]] = []
     files: ClassVar[dict[str, bytes]] = {}
+    # Where the stand-in timedatectl logs each question, and how many came first.
+    clock_log: ClassVar[Path] = Path("/nonexistent")
+    asked_before_first_request: ClassVar[int] = 0
 
     def do_GET(self) -> None:
+        if not type(self).requests and type(self).clock_log.exists():
+            type(self).asked_before_first_request = type(self).clock_log.read_text().count("asked")
         type(self).requests.append(self.path)
         if len(type(self).requests) == 1:
             self.close_connection = True
@@ -75,6 +80,7 @@ class Flaky(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Flaky.requests, Flaky.files = [], {"/k3s": PAYLOAD, "/other": b"not what the seed pins\n"}
+    Flaky.clock_log, Flaky.asked_before_first_request = Path("/nonexistent"), 0
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -85,8 +91,14 @@ def server() -> Iterator[str]:
         httpd.server_close()
 
 
-def run_get(script: str, work: Path, url: str, sha256: str) -> subprocess.CompletedProcess[str]:
-    """The script's own definitions (paths moved under `work`), then one `get`."""
+SYNCED = "#!/bin/sh\necho yes\n"
+
+
+def run_get(
+    script: str, work: Path, url: str, sha256: str, timedatectl: str = SYNCED
+) -> subprocess.CompletedProcess[str]:
+    """The script's own definitions (paths moved under `work`), then one `get`;
+    `timedatectl` stands in for the node's (by default: the clock is synchronised)."""
     require("curl", "curl")
     head = script[: script.index("\nget ")]
     head = re.sub(
@@ -96,8 +108,7 @@ def run_get(script: str, work: Path, url: str, sha256: str) -> subprocess.Comple
     assert "/var/lib/meshseed" not in head.split("get() {")[0].split("set -eu")[1]
     bin_dir = work / "bin"
     bin_dir.mkdir(exist_ok=True)
-    # The node's clock is synchronised (timesyncd would say so).
-    (bin_dir / "timedatectl").write_text("#!/bin/sh\necho yes\n")
+    (bin_dir / "timedatectl").write_text(timedatectl)
     (bin_dir / "timedatectl").chmod(0o755)
     program = work / "setup.sh"
     program.write_text(f"{head}\nget k3s {url} {sha256}\n")
@@ -139,3 +150,15 @@ def test_a_sha256_mismatch_is_final(node_setup: str, server: str, tmp_path: Path
     assert result.returncode == REFUSED_STATUS, result.stdout + result.stderr
     assert "refusing to install it" in (tmp_path / "BANNER").read_text()
     assert not list((tmp_path / "STAGE").iterdir())
+
+
+def test_downloads_wait_for_the_clock_to_be_synchronised(
+    node_setup: str, server: str, tmp_path: Path
+) -> None:
+    # timesyncd says "no" twice (the script asks every 5 s), then "yes".
+    Flaky.clock_log = tmp_path / "asked"
+    clock = f"#!/bin/sh\necho asked >> {Flaky.clock_log}\n[ $(wc -l < {Flaky.clock_log}) -ge 3 ] && echo yes || echo no\n"
+    result = run_get(node_setup, tmp_path, f"{server}/k3s", hashlib.sha256(PAYLOAD).hexdigest(), clock)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Flaky.clock_log.read_text().count("asked") == 3
+    assert Flaky.asked_before_first_request == 3

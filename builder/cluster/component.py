@@ -157,6 +157,9 @@ class Component:
         """Manifests it makes in code rather than from templates (Open edX's, by Tutor)."""
         return {}
 
+    def check(self, rendered: Rendering, manifests: Mapping[str, str]) -> None:
+        """Refuse (MeshseedError) what it finds wrong in the finished manifests, by file."""
+
 
 @dataclass
 class Rendering:

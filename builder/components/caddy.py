@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from builder.cluster.component import Cluster, Component, Namespace, Scrape, SecretSpec
+from builder.cluster.component import Cluster, Component, Namespace, Rendering, Scrape, SecretSpec
 from builder.cluster.digest import digest
 from builder.cluster.flows import ANYWHERE, Addresses, Flow, Pods, internet
 from builder.cluster.self_signed import self_signed_pem
+from builder.render.browser_urls import Edge, check_browser_urls
 from builder.secrets import Recipe, Scope
 
 NAMESPACE = "edge"
@@ -46,6 +47,14 @@ class Caddy(Component):
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
         site, ports = cluster.site, cluster.ports
         issuer = f"caddy-issuer.{NAMESPACE}.svc.cluster.local"
+        lms, studio, apps, preview, search = site.browser_hosts
+        upstreams = {
+            "lms": (lms, f"lms.openedx.svc.cluster.local:{ports['openedx']}"),
+            "studio": (studio, f"cms.openedx.svc.cluster.local:{ports['openedx']}"),
+            "mfe": (apps, f"mfe.openedx.svc.cluster.local:{ports['mfe']}"),
+            "preview": (preview, f"lms.openedx.svc.cluster.local:{ports['openedx']}"),
+            "meilisearch": (search, f"meilisearch.openedx.svc.cluster.local:{ports['meilisearch']}"),
+        }
         return {
             "namespace": NAMESPACE,
             "uid": 1000,
@@ -64,16 +73,14 @@ class Caddy(Component):
             "sync_seconds": 300,
             "certificate_min_days": 14,
             "sites": [
+                # probe: what blackbox asks for the certificate (Meilisearch has no page at /).
                 {
-                    "name": "lms",
-                    "host": site.lms_host,
-                    "upstream": f"lms.openedx.svc.cluster.local:{ports['openedx']}",
-                },
-                {
-                    "name": "studio",
-                    "host": site.studio_host,
-                    "upstream": f"cms.openedx.svc.cluster.local:{ports['openedx']}",
-                },
+                    "name": name,
+                    "host": host,
+                    "upstream": upstream,
+                    "probe": f"https://{host}/health" if name == "meilisearch" else f"https://{host}/",
+                }
+                for name, (host, upstream) in upstreams.items()
             ],
         }
 
@@ -83,6 +90,9 @@ class Caddy(Component):
             Flow(Addresses(ANYWHERE), EDGE, (ports["caddy_http"], ports["caddy_https"])),
             Flow(EDGE, Pods("openedx", "lms"), (ports["openedx"],)),
             Flow(EDGE, Pods("openedx", "cms"), (ports["openedx"],)),
+            Flow(EDGE, Pods("openedx", "mfe"), (ports["mfe"],)),
+            # Course search: the browser asks Meilisearch directly, with a search-only key.
+            Flow(EDGE, Pods("openedx", "meilisearch"), (ports["meilisearch"],)),
             Flow(EDGE, ISSUER, (ports["caddy_http"], ports["certificate"])),
             # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
             Flow(ISSUER, internet(str(cluster.networks.prefix)), (443,)),
@@ -90,6 +100,12 @@ class Caddy(Component):
 
     def scrapes(self, cluster: Cluster) -> list[Scrape]:
         return [Scrape(EDGE, (cluster.ports["caddy_metrics"],))]
+
+    def check(self, rendered: Rendering, manifests: Mapping[str, str]) -> None:
+        """Every URL on the site's hosts, in any manifest, is served: DNS, route, certificate."""
+        inputs, files = rendered.inputs, rendered.files
+        edge = Edge.of(inputs["browser_hosts"], files["edge.Caddyfile"], files["issuer.Caddyfile"])
+        check_browser_urls(manifests.values(), inputs["domain"], edge)
 
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {

@@ -22,9 +22,9 @@ PODS = Pods(NAMESPACE)
 
 class OpenEdx(Component):
     name = "openedx"
-    images = ("openedx",)
+    images = ("openedx", "mfe")
     namespaces = (Namespace(NAMESPACE, restricted=True),)
-    ports: ClassVar[Mapping[str, int]] = {"openedx": 8000}
+    ports: ClassVar[Mapping[str, int]] = {"openedx": 8000, "mfe": 8002}
     secrets: ClassVar[Mapping[str, SecretSpec]] = {
         "openedx_admin_password": SecretSpec.of(Purpose.OPENEDX_ADMIN_PASSWORD),
     }
@@ -37,12 +37,14 @@ class OpenEdx(Component):
             "platform_name": site.cluster,
             "contact_email": f"contact@{site.domain}",
             "admin_email": f"admin@{site.domain}",
+            "mfe_host": site.apps_host,
             "tutor": tutor.TUTOR_VERSION,
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         return [
-            # Web apps, workers and the init job among themselves.
+            # Web apps, workers and the init job among themselves; the MFEs' Caddy asks
+            # the LMS for their runtime config.
             Flow(PODS, PODS, (cluster.ports["openedx"],)),
             # Studio's single sign-on and outgoing mail.
             Flow(PODS, internet(str(cluster.networks.prefix)), (443, 25, 587)),

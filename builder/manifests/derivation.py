@@ -48,6 +48,7 @@ def manifests_inputs(
             for node in site.nodes
         ],
         "servers": [node.name for node in site.servers],
+        "browser_hosts": list(site.browser_hosts),
         **registry.public_inputs(gathered),
     }
 
@@ -124,9 +125,12 @@ def build_manifests(ctx: BuildContext) -> None:
                 )
         documents.update(made)
     secret_texts = sorted({*secrets.values(), *rendering.secret_values})
-    for name in sorted(documents):
-        text = dump_documents(documents[name])
+    texts = {name: dump_documents(documents[name]) for name in sorted(documents)}
+    for name, text in texts.items():
         check_manifest(name, documents[name], text, secret_texts)
+    for component in components:
+        component.check(rendering, texts)
+    for name, text in texts.items():
         ctx.write(f"{name}.yaml", text, private=name.endswith(SECRET_SUFFIX))
 
 

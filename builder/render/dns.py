@@ -1,5 +1,6 @@
-"""dist/dns/<domain>.zone: the site's zone, with the LMS and Studio hosts round-robin over
-the server nodes' public addresses (each server runs Caddy), and a record per node."""
+"""dist/dns/<domain>.zone: the site's zone, with every host a browser is sent to (LMS,
+Studio, the MFEs) round-robin over the server nodes' public addresses (each server runs
+Caddy), and a record per node."""
 
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ def _relative(name: str, domain: str) -> str:
 
 def zone_inputs(site: Site, epoch: int) -> dict[str, Any]:
     servers = [str(node.public_ipv6.ip) for node in site.nodes if node.role is Role.SERVER]
-    records = [
-        (_relative(host, site.domain), address)
-        for host in (site.lms_host, site.studio_host)
-        for address in servers
-    ]
+    records = [(_relative(host, site.domain), address) for host in site.browser_hosts for address in servers]
     records += [(node.name, str(node.public_ipv6.ip)) for node in site.nodes]
     return {
         "domain": site.domain,
@@ -43,7 +40,7 @@ def build_zone(ctx: BuildContext) -> None:
     domain, nameservers = ctx.inputs["domain"], ctx.inputs["nameservers"]
     width = max(len(name) for name, _ in ctx.inputs["records"]) + 2
     lines = [
-        f"; {domain}: written by meshseed. The LMS and Studio hosts name every server node.",
+        f"; {domain}: written by meshseed. The LMS, Studio and MFE hosts name every server node.",
         f"$ORIGIN {domain}.",
         f"$TTL {TTL}",
         f"{'@':<{width}}IN SOA {nameservers[0]}. hostmaster.{domain}. "

@@ -49,6 +49,10 @@ LISTENERS: Mapping[str, Listener] = {
         "[chttpd] and [httpd] bind_address = ::, Erlang distribution with -proto_dist inet6_tcp",
         "https://docs.couchdb.org/en/stable/config/http.html#chttpd/bind_address",
     ),
+    "mfe": Listener(
+        "tutor-mfe's Caddyfile listens on `:8002`: every address, IPv6 included",
+        "https://github.com/overhangio/tutor-mfe/blob/v22.0.0/tutormfe/templates/mfe/apps/mfe/Caddyfile",
+    ),
     "caddy-edge": Listener("Caddy binds every address for its sites; the local copies on [::1]", NETNS),
     "caddy-issuer": Listener("Caddy binds every address for its sites", NETNS),
     "prometheus": Listener("--web.listen-address=[::]:9090", NETNS),

@@ -33,6 +33,8 @@ SERVICE_ACCOUNT = "openedx"
 DROPPED = frozenset({"caddy"})
 WEB_APPS = {"lms": "lms", "cms": "cms"}
 WORKERS = {"lms-worker": "lms", "cms-worker": "cms"}
+# tutor-mfe's Caddy, serving the built micro-frontends: stateless, one per server like the apps.
+FRONTENDS = frozenset({"mfe"})
 # Tutor's datastores, kept as Tutor defines them; a later highly available setup replaces
 # openedx-datastores.yaml and points Tutor's *_HOST settings at it.
 DATASTORES = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
@@ -45,6 +47,7 @@ SECRET_SOURCES = {
 CONFIG_SOURCES = {
     "openedx-uwsgi-config": "apps/openedx/uwsgi.ini",
     "redis-config": "apps/redis/redis.conf",
+    "mfe-caddy-config": "plugins/mfe/apps/mfe/Caddyfile",
 }
 ENV_SECRET = "openedx-env"
 INIT_SECRET = "openedx-init"
@@ -54,6 +57,8 @@ SCRATCH = {
     # the shared-storage work gives the replicas one volume.
     "openedx": ("/tmp", "/openedx/data", "/openedx/media", "/openedx/media-private"),
     "redis": ("/tmp",),
+    # Caddy's data and config directories.
+    "mfe": ("/tmp", "/data", "/config"),
 }
 RESOURCES = {
     "web": {"requests": {"cpu": "250m", "memory": "2Gi"}, "limits": {"memory": "3Gi"}},
@@ -63,6 +68,7 @@ RESOURCES = {
     "mysql": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
     "redis": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     "smtp": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+    "mfe": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "init": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
 }
 
@@ -121,7 +127,7 @@ def adapt(
                 for container in document["spec"]["template"]["spec"]["containers"]:
                     limit = container["resources"]["limits"]["memory"]
                     container["args"] = [*container["args"], f"--concurrency={celery_concurrency(limit)}"]
-            if name in WEB_APPS or name in WORKERS:
+            if name in WEB_APPS or name in WORKERS or name in FRONTENDS:
                 _spread(document, servers)
                 apps += [document, _disruption_budget(name)]
             else:
@@ -132,6 +138,8 @@ def adapt(
         elif name in DATASTORES:
             datastores.append(document)
         else:
+            if document["kind"] == "Service":
+                _cluster_only(document)
             apps.append(document)
     apps += [config_map(name, NAMESPACE, _files(files, path)) for name, path in CONFIG_SOURCES.items()]
     secrets = [secret(name, NAMESPACE, _files(files, prefix)) for name, prefix in SECRET_SOURCES.items()]
@@ -271,6 +279,15 @@ def _spread(document: Document, servers: int) -> None:
             ]
         }
     }
+
+
+def _cluster_only(service: Document) -> None:
+    """Browsers reach the apps through the edge Caddy only: a NodePort (tutor-mfe's) would
+    open the port on every node's public address."""
+    spec = service["spec"]
+    spec["type"] = "ClusterIP"
+    for port in spec.get("ports", []):
+        port.pop("nodePort", None)
 
 
 def _datastore(document: Document) -> None:

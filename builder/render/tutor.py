@@ -8,6 +8,7 @@ master key, and refuse to render if a Tutor release adds one we do not know.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -19,6 +20,12 @@ from builder.secrets import Purpose, SecretDeriver
 
 # The Tutor release whose openedx image images/upstream.yaml pins; pyproject pins the same.
 TUTOR_VERSION = "22.0.3"
+# Tutor plugins, pinned in pyproject at this Tutor release: the micro-frontends (the
+# courseware, Studio's authoring and the learner's pages exist only as MFEs) and the
+# discussions forum. Enabling another is naming it here and pinning it in pyproject.
+PLUGINS = ("forum", "mfe")
+# Files of plugins that the cluster mounts: their path in Tutor's env -> template.
+PLUGIN_FILES = {"plugins/mfe/apps/mfe/Caddyfile": "mfe/apps/mfe/Caddyfile"}
 # Tutor's templates that make up what runs in the cluster; its caddy is replaced by ours.
 K8S_TEMPLATES = ("deployments.yml", "services.yml", "volumes.yml")
 APP_PREFIXES = ("apps/openedx/", "apps/redis/")
@@ -53,9 +60,10 @@ def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "K8S_NAMESPACE": openedx["namespace"],
         # A label value, not a secret: stable per cluster, unlike Tutor's random one.
         "ID": hashlib.sha256(f"meshseed/tutor-id/{inputs['cluster']}".encode()).hexdigest()[:24],
-        # Plugins come from other packages; none are pinned, so none are enabled.
-        "PLUGINS": [],
+        "PLUGINS": list(PLUGINS),
         "PLUGIN_INDEXES": [],
+        "MFE_HOST": openedx["mfe_host"],
+        "MFE_DOCKER_IMAGE": images["mfe"],
         "DOCKER_IMAGE_OPENEDX": images["openedx"],
         "DOCKER_IMAGE_MYSQL": images["mysql"],
         "DOCKER_IMAGE_MONGODB": images["mongodb"],
@@ -148,10 +156,28 @@ def full_config(user: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+@functools.cache
+def load_plugins(names: tuple[str, ...] = PLUGINS) -> None:
+    """Load Tutor's plugins into its hooks, once per process, as Tutor's own CLI does."""
+    from tutor import plugins  # noqa: PLC0415
+    from tutor.hooks.catalog import Actions  # noqa: PLC0415
+
+    Actions.CORE_READY.do()
+    missing = [name for name in names if not plugins.is_installed(name)]
+    if missing:
+        raise MeshseedError(
+            f"the Tutor plugins {', '.join(missing)} are not installed; "
+            "install meshseed with its dependencies (pyproject pins them)"
+        )
+    plugins.load_all(list(names))
+
+
 def render(inputs: Mapping[str, Any], secrets: SecretDeriver) -> TutorOutput:
     """Render Open edX's settings, k8s resources and init scripts for one site."""
     _check_versions()
+    load_plugins()
     from tutor import env as tutor_env  # noqa: PLC0415
+    from tutor.hooks.catalog import Filters  # noqa: PLC0415
 
     config = full_config({**site_settings(inputs), **derived_settings(secrets)})
     renderer = tutor_env.Renderer(config)
@@ -160,11 +186,14 @@ def render(inputs: Mapping[str, Any], secrets: SecretDeriver) -> TutorOutput:
         for path in renderer.iter_templates_in("apps")
         if path.startswith(APP_PREFIXES)
     }
+    files.update({path: _text(renderer.render_template(template)) for path, template in PLUGIN_FILES.items()})
     k8s = {name: _text(renderer.render_template(f"k8s/{name}")) for name in K8S_TEMPLATES}
-    init = tuple(
-        (service, renderer.render_str(tutor_env.read_core_template_file("jobs", "init", script)))
-        for service, script in INIT_TASKS
-    )
+    core = [
+        (service, tutor_env.read_core_template_file("jobs", "init", script)) for service, script in INIT_TASKS
+    ]
+    # The plugins' own tasks (OAuth clients, waffle flags, forum indices) after Tutor's.
+    tasks = [*core, *(task for task in Filters.CLI_DO_INIT_TASKS.iterate() if task not in core)]
+    init = tuple((service, renderer.render_str(script)) for service, script in tasks)
     return TutorOutput(files, k8s, init, config)
 
 

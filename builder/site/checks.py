@@ -76,9 +76,10 @@ def _check_roles(decoder: Decoder, roles: list[Role]) -> None:
 
 
 def check_hosts(decoder: Decoder) -> None:
-    """The LMS and Studio hosts must lie in the site's zone, and differ."""
+    """The LMS, Studio and MFE hosts must lie in the site's zone, and differ."""
     domain = decoder.values.get("domain")
-    hosts = {key: decoder.values[key] for key in ("lms_host", "studio_host") if key in decoder.values}
+    keys = ("lms_host", "studio_host", "mfe_host")
+    hosts = {key: decoder.values[key] for key in keys if decoder.values.get(key) is not None}
     if domain is None:
         return
     for key, host in hosts.items():
@@ -89,5 +90,8 @@ def check_hosts(decoder: Decoder) -> None:
                 f"{host!r} is not inside the domain {domain!r}",
                 "the DNS zone meshseed writes covers only the domain",
             )
-    if len(hosts) == 2 and hosts["lms_host"] == hosts["studio_host"]:
-        decoder.report(decoder.lines["studio_host"], "studio_host", "the LMS and Studio need different hosts")
+    first: dict[str, str] = {}
+    for key, host in hosts.items():
+        if host in first:
+            decoder.report(decoder.lines[key], key, f"the same host as {first[host]}; each needs its own")
+        first.setdefault(host, key)

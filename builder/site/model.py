@@ -139,6 +139,10 @@ class Site:
     nodes: tuple[Node, ...] = field(
         metadata=_doc("The machines: an odd number (3 or more) of servers and one backup node.", min_items=1)
     )
+    mfe_host: DnsName | None = field(
+        default=None,
+        metadata=_doc("Host name of the micro-frontends (default: apps.<lms_host>, as Tutor's MFE_HOST)."),
+    )
     nameservers: tuple[DnsName, ...] = field(
         default=(),
         metadata=_doc(
@@ -161,6 +165,24 @@ class Site:
         default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")
     )
     source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
+
+    @property
+    def apps_host(self) -> str:
+        """Where the browser finds the micro-frontends."""
+        return self.mfe_host or f"apps.{self.lms_host}"
+
+    @property
+    def browser_hosts(self) -> tuple[str, ...]:
+        """Every host a browser is sent to: each needs DNS, an edge route and a certificate.
+        Besides the LMS, Studio and the MFEs, Tutor sends browsers to the LMS's preview
+        host (Studio's "View live") and to Meilisearch (course search asks it directly)."""
+        return (
+            self.lms_host,
+            self.studio_host,
+            self.apps_host,
+            f"preview.{self.lms_host}",
+            f"meilisearch.{self.lms_host}",
+        )
 
     def with_role(self, role: Role) -> tuple[Node, ...]:
         return tuple(node for node in self.nodes if node.role is role)

@@ -29,8 +29,11 @@ def test_zone_scales_with_the_servers_and_passes_named_checkzone(
     records = [line.split() for line in zone.read_text().splitlines() if " IN AAAA " in line]
     lms = [address for name, _, _, address in records if name == "lms"]
     assert lms == [f"2001:db8:{n:x}::1" for n in range(1, servers + 1)]
-    assert [address for name, _, _, address in records if name == "studio"] == lms
-    nodes = {name for name, *_ in records} - {"lms", "studio"}
+    # Every host a browser is sent to is round-robin over the servers.
+    browser = ("studio", "apps.lms", "preview.lms", "meilisearch.lms")
+    for host in browser:
+        assert [address for name, _, _, address in records if name == host] == lms, host
+    nodes = {name for name, *_ in records} - {"lms", *browser}
     assert nodes == {f"s{n}" for n in range(1, servers + 1)} | {"a1", "a2", "b1"}
     assert "IN NS ns1.example.net." in zone.read_text()
 

@@ -123,7 +123,8 @@ def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
     assert [p["get_certificate"][0]["url"] for p in policies if "get_certificate" in p] == [
         "http://[::1]:8445/certificate"
     ]
-    assert "learn.campus.example.org, studio.campus.example.org {" in edge
+    hosts = "learn.campus.example.org, studio.campus.example.org, apps.learn.campus.example.org"
+    assert f"{hosts}, preview.learn.campus.example.org, meilisearch.learn.campus.example.org {{" in edge
 
 
 def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ REJECTIONS = {
     ),
     "same host twice": (
         VALID.replace("studio_host: studio.lab.example.org", "studio_host: lms.lab.example.org"),
-        ["site.yaml:4: studio_host: the LMS and Studio need different hosts"],
+        ["site.yaml:4: studio_host: the same host as lms_host; each needs its own"],
     ),
     "node name not a label": (
         VALID.replace("name: s2", "name: s_2"),

@@ -11,11 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 # The order of P-256's group: a derived scalar is reduced into [1, n-1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
@@ -25,6 +20,12 @@ SUBJECT = "meshseed fallback certificate"
 
 def self_signed_pem(raw: bytes) -> str:
     """Certificate and key, as one PEM (what Caddy's get_certificate http expects)."""
+    # Loaded here, not with the module: x509 costs every command start-up ~60 ms.
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     scalar = int.from_bytes(raw, "big") % (_P256_ORDER - 1) + 1
     key = ec.derive_private_key(scalar, ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SUBJECT)])

@@ -382,12 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = add("nodes", cmd_nodes, "list the nodes with their overlay addresses", _add_site, _add_json)
     nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
     secret = add("secret", cmd_secret, "print one derived secret, named by purpose")
-    secret.add_argument(
-        "purpose",
-        choices=sorted(secret_recipes()),
-        metavar="PURPOSE",
-        help="one of: " + ", ".join(sorted(secret_recipes())),
-    )
+    purposes = sorted(secret_recipes())
+    secret.add_argument("purpose", choices=purposes, metavar="PURPOSE", help="one of: " + ", ".join(purposes))
     _add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
     text = "build dist/ for a site, reusing what the store already holds"

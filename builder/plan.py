@@ -14,7 +14,6 @@ from builder.render.dns import zone_derivation
 from builder.render.node import NodePlan, check_downloads, mesh_derivation
 from builder.render.payload import payload_derivation
 from builder.render.seed import seed_derivation
-from builder.render.tutor import check_openedx_release
 from builder.resources import cloud_init_templates
 from builder.secrets import SecretDeriver
 from builder.site import Site
@@ -115,10 +114,20 @@ def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> 
     images = pinned_images(settings.pins)
     if missing_images(images):
         return None
-    check_openedx_release(settings.pins.images["openedx"].reference if settings.pins else "")
     return manifests_derivation(
         site,
         overlays={name: str(identity.overlay_address) for name, identity in node_plan.identities.items()},
         images=images,
         deriver=settings.deriver,
+        tutor_images=tutor_images(settings.pins),
     )
+
+
+def tutor_images(lock: Lock | None) -> dict[str, dict[str, str]]:
+    """Tutor setting -> the image upstream.yaml pins for it, by tag and by digest."""
+    images = lock.images.values() if lock is not None else ()
+    return {
+        image.tutor: {"reference": image.reference, "pinned": image.pinned}
+        for image in sorted(images, key=lambda image: image.tutor or "")
+        if image.tutor
+    }

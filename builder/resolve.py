@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from builder.artifacts import Artifacts
@@ -70,8 +71,12 @@ def resolve_lock(upstream: Upstream, registries: Registries, artifacts: Artifact
             if image.name in wanted:
                 raise MeshseedError(f"images/upstream.yaml: {image.name!r} clashes with a k3s system image")
             wanted[image.name] = (image.image, tuple(image.roles))
+        settings = {image.name: image.tutor for image in upstream.images}
         images = {
-            name: resolve_image(registries, reference, roles, upstream.platforms, scratch)
+            name: replace(
+                resolve_image(registries, reference, roles, upstream.platforms, scratch),
+                tutor=settings.get(name),
+            )
             for name, (reference, roles) in sorted(wanted.items())
         }
     return Lock(

@@ -29,11 +29,11 @@ BACKUP_IMAGE_ENTRY = """\
 """
 
 
-def write_test_lock(root: Path, *, extra_images: str = "") -> Lock:
-    """Copy upstream.yaml (plus `extra_images` entries) into root/images and write
-    root/images.lock pinning it with test values."""
+def write_test_lock(root: Path, *, extra_images: str = "", upstream: str | None = None) -> Lock:
+    """Copy upstream.yaml (or write `upstream`), plus `extra_images` entries, into
+    root/images and write root/images.lock pinning it with test values."""
     (root / "images").mkdir(parents=True, exist_ok=True)
-    text = (REPO / "images" / "upstream.yaml").read_text() + extra_images
+    text = (upstream or (REPO / "images" / "upstream.yaml").read_text()) + extra_images
     (root / "images" / "upstream.yaml").write_text(text)
     upstream = load_upstream(root / "images" / "upstream.yaml")
     binaries = {name: LockedFile(url, test_sha256(name), 1000) for name, url in upstream.binaries().items()}
@@ -44,6 +44,7 @@ def write_test_lock(root: Path, *, extra_images: str = "") -> Lock:
             "application/vnd.oci.image.index.v1+json",
             {"linux/amd64": "sha256:" + test_sha256(f"{image.name}/amd64")},
             tuple(image.roles),
+            image.tutor,
         )
         for image in upstream.images
     }

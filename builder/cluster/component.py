@@ -90,6 +90,9 @@ class Cluster:
     # Upstream name -> pinned reference; our own backup image only once it is pinned.
     images: Mapping[str, str]
     ports: Mapping[str, int]
+    # Tutor setting -> {"reference": by tag, "pinned": by digest}, for the images that
+    # images/upstream.yaml marks as filling a Tutor setting (`tutor:`).
+    tutor_images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Every backup job the components declare, when the site has a backup node, and the
     # scripts they run (ConfigMap key -> rendered file).
     backup_jobs: tuple[BackupJob, ...] = ()

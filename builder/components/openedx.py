@@ -39,6 +39,8 @@ class OpenEdx(Component):
             "admin_email": f"admin@{site.domain}",
             "mfe_host": site.apps_host,
             "tutor": tutor.TUTOR_VERSION,
+            "plugins": list(site.tutor_plugins),
+            "images": dict(cluster.tutor_images),
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:

@@ -36,6 +36,8 @@ def check_lock(upstream: Upstream, lock: Lock, lock_path: Path) -> list[Problem]
             problem(f"images.{image.name}", "is missing")
         elif locked.reference != image.image:
             problem(f"images.{image.name}", f"pins {locked.reference}, upstream.yaml asks for {image.image}")
+        elif locked.tutor != image.tutor:
+            problem(f"images.{image.name}", f"fills Tutor's {locked.tutor}, upstream.yaml says {image.tutor}")
         elif REQUIRED_PLATFORM not in locked.platforms:
             problem(f"images.{image.name}", f"has no {REQUIRED_PLATFORM} manifest")
     for name, url in upstream.binaries().items():

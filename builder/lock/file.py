@@ -48,6 +48,7 @@ def _lock_from_json(data: dict[str, Any]) -> Lock:
             entry["media_type"],
             dict(entry["platforms"]),
             tuple(entry["roles"]),
+            entry.get("tutor"),
         )
     binaries = {
         name: LockedFile(entry["url"], entry["sha256"], int(entry["size"]))

@@ -24,6 +24,8 @@ class LockedImage:
     media_type: str
     platforms: dict[str, str]
     roles: tuple[str, ...]
+    # The Tutor setting the image fills, as upstream.yaml names it.
+    tutor: str | None = None
 
     @property
     def pinned(self) -> str:
@@ -62,6 +64,7 @@ class Lock:
                     "media_type": image.media_type,
                     "platforms": image.platforms,
                     "roles": list(image.roles),
+                    **({"tutor": image.tutor} if image.tutor else {}),
                 }
                 for name, image in self.images.items()
             },

@@ -29,6 +29,12 @@ UrlTemplate = Annotated[str, pattern_scalar(r"https?://\S+", "an http(s) URL", f
 Platform = Annotated[
     str, pattern_scalar(r"linux/(amd64|arm64|arm/v7|ppc64le|s390x|riscv64)", "a platform such as linux/amd64")
 ]
+TutorSetting = Annotated[
+    str,
+    pattern_scalar(
+        r"([A-Z][A-Z0-9_]*_)?DOCKER_IMAGE(_[A-Z0-9_]+)?", "a Tutor image setting such as DOCKER_IMAGE_OPENEDX"
+    ),
+]
 Version = Annotated[str, pattern_scalar(r"v\d+\.\d+\.\d+([+-][\w.+-]+)?", "a release version such as v1.2.3")]
 
 
@@ -37,6 +43,13 @@ class UpstreamImage:
     name: Label = field(metadata={"doc": "How manifests and bundles refer to the image."})
     image: TaggedImage = field(metadata={"doc": "The image by tag, e.g. docker.io/library/couchdb:3.4.3."})
     roles: tuple[Role, ...] = field(metadata={"doc": "Node roles that run it.", "min_items": 1})
+    tutor: TutorSetting | None = field(
+        default=None,
+        metadata={
+            "doc": "The Tutor setting it fills, e.g. DOCKER_IMAGE_OPENEDX or a plugin's MFE_DOCKER_IMAGE; "
+            "its tag must be the one Tutor and the site's plugins render."
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,14 @@ def manifests_inputs(
 
 
 def manifests_derivation(
-    site: Site, *, overlays: Mapping[str, str], images: Mapping[str, str], deriver: SecretDeriver
+    site: Site,
+    *,
+    overlays: Mapping[str, str],
+    images: Mapping[str, str],
+    deriver: SecretDeriver,
+    tutor_images: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Derivation:
-    gathered = registry.gather(site, overlays, images)
+    gathered = registry.gather(site, overlays, images, tutor_images)
     return Derivation(
         name="manifests",
         build=build_manifests,

@@ -117,9 +117,15 @@ def _templates(component: Component) -> list[str]:
     ]
 
 
-def gather(site: Site, overlays: Mapping[str, str], images: Mapping[str, str]) -> Gathered:
+def gather(
+    site: Site,
+    overlays: Mapping[str, str],
+    images: Mapping[str, str],
+    tutor_images: Mapping[str, Mapping[str, str]] | None = None,
+) -> Gathered:
     everything = components()
-    base = Cluster(site, overlays, cluster_networks(site.cluster), images, ports())
+    networks = cluster_networks(site.cluster)
+    base = Cluster(site, overlays, networks, images, ports(), tutor_images=tutor_images or {})
     enabled = tuple(component for component in everything if component.enabled(base))
     namespaces = _one_owner(
         "namespace", [(n.name, n.restricted, c.name) for c in enabled for n in c.namespaces]

@@ -3,8 +3,9 @@
 Pods and nodes have IPv6 addresses only (and loopback), and several servers listen on
 IPv4 alone by default. LISTENERS says, for every workload a Service sends traffic to, how
 it listens on `::` and how we know: NETNS entries are proven by
-tests/integration/test_ipv6_listeners.py, which starts the real program with the config
-the build generates in a network namespace that has only IPv6; the others cite the
+tests/integration/test_ipv6_listeners.py (and test_mfe_server.py), which start the real
+program with the config the build generates in a network namespace that has only IPv6;
+the others cite the
 upstream source, for images that cannot run on the build machine. A test checks that every
 Service port of every workload has an entry.
 """
@@ -49,10 +50,8 @@ LISTENERS: Mapping[str, Listener] = {
         "[chttpd] and [httpd] bind_address = ::, Erlang distribution with -proto_dist inet6_tcp",
         "https://docs.couchdb.org/en/stable/config/http.html#chttpd/bind_address",
     ),
-    "mfe": Listener(
-        "tutor-mfe's Caddyfile listens on `:8002`: every address, IPv6 included",
-        "https://github.com/overhangio/tutor-mfe/blob/v22.0.0/tutormfe/templates/mfe/apps/mfe/Caddyfile",
-    ),
+    # tests/integration/test_mfe_server.py runs it with Caddy in the namespace.
+    "mfe": Listener("tutor-mfe's Caddyfile listens on `:8002`: every address, IPv6 included", NETNS),
     "caddy-edge": Listener("Caddy binds every address for its sites; the local copies on [::1]", NETNS),
     "caddy-issuer": Listener("Caddy binds every address for its sites", NETNS),
     "prometheus": Listener("--web.listen-address=[::]:9090", NETNS),

@@ -13,6 +13,7 @@ import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -24,8 +25,9 @@ from builder.cluster.k8s import (
     secret,
     server_placement,
 )
+from builder.errors import bad_input
 from builder.render.listeners import listen_on_ipv6, tutor_files_on_ipv6
-from builder.render.tutor import TutorOutput
+from builder.render.tutor import TUTOR_VERSION, TutorOutput, is_image_setting
 
 NAMESPACE = "openedx"
 SERVICE_ACCOUNT = "openedx"
@@ -33,22 +35,11 @@ SERVICE_ACCOUNT = "openedx"
 DROPPED = frozenset({"caddy"})
 WEB_APPS = {"lms": "lms", "cms": "cms"}
 WORKERS = {"lms-worker": "lms", "cms-worker": "cms"}
-# tutor-mfe's Caddy, serving the built micro-frontends: stateless, one per server like the apps.
-FRONTENDS = frozenset({"mfe"})
 # Tutor's datastores, kept as Tutor defines them; a later highly available setup replaces
-# openedx-datastores.yaml and points Tutor's *_HOST settings at it.
+# openedx-datastores.yaml and points Tutor's *_HOST settings at it. A plugin's Deployment
+# counts as a datastore when it mounts a PersistentVolumeClaim; otherwise it is stateless
+# and runs one pod per server like the web apps (tutor-mfe's Caddy is one).
 DATASTORES = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
-# Mount sources that carry credentials (Django settings, env files) become Secrets.
-SECRET_SOURCES = {
-    "openedx-settings-lms": "apps/openedx/settings/lms/",
-    "openedx-settings-cms": "apps/openedx/settings/cms/",
-    "openedx-config": "apps/openedx/config/",
-}
-CONFIG_SOURCES = {
-    "openedx-uwsgi-config": "apps/openedx/uwsgi.ini",
-    "redis-config": "apps/redis/redis.conf",
-    "mfe-caddy-config": "plugins/mfe/apps/mfe/Caddyfile",
-}
 ENV_SECRET = "openedx-env"
 INIT_SECRET = "openedx-init"
 # The images' own writable paths when the root filesystem is read-only.
@@ -70,6 +61,8 @@ RESOURCES = {
     "smtp": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
     "mfe": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "init": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
+    # A plugin's workload this table does not name.
+    "plugin": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
 }
 
 
@@ -113,8 +106,20 @@ def adapt(
         for document in yaml.safe_load_all(tutor.k8s[name])
         if document and document["metadata"]["name"] not in DROPPED
     ]
+    refuse_unpinned(documents, tutor.config)
     files = tutor_files_on_ipv6(tutor.files)
     config_hash = _digest(files)
+    mounted = {
+        volume["configMap"]["name"]
+        for document in documents
+        for volume in _pod_spec(document).get("volumes", [])
+        if "configMap" in volume
+    }
+    generated = {name: _files(files, paths) for name, paths in tutor.generators if name in mounted}
+    # Settings that hold a credential (Django's, the env files) are mounted from Secrets.
+    secret_sources = frozenset(
+        name for name, contents in generated.items() if _holds_any(contents.values(), secret_texts)
+    )
     env: dict[str, str] = {}
     apps: list[Document] = [_service_account()]
     datastores: list[Document] = []
@@ -122,32 +127,64 @@ def adapt(
         _own(document)
         name = document["metadata"]["name"]
         if document["kind"] == "Deployment":
-            _harden(document, env, secret_texts, config_hash)
+            _harden(document, env, secret_texts, config_hash, secret_sources)
             if name in WORKERS:
                 for container in document["spec"]["template"]["spec"]["containers"]:
                     limit = container["resources"]["limits"]["memory"]
                     container["args"] = [*container["args"], f"--concurrency={celery_concurrency(limit)}"]
-            if name in WEB_APPS or name in WORKERS or name in FRONTENDS:
-                _spread(document, servers)
-                apps += [document, _disruption_budget(name)]
-            else:
+            if name in DATASTORES or _claims_a_volume(document):
                 _datastore(document)
                 for container in document["spec"]["template"]["spec"]["containers"]:
                     listen_on_ipv6(name, container)
                 datastores.append(document)
+            else:
+                _spread(document, servers)
+                apps += [document, _disruption_budget(name)]
         elif name in DATASTORES:
             datastores.append(document)
         else:
             if document["kind"] == "Service":
                 _cluster_only(document)
             apps.append(document)
-    apps += [config_map(name, NAMESPACE, _files(files, path)) for name, path in CONFIG_SOURCES.items()]
-    secrets = [secret(name, NAMESPACE, _files(files, prefix)) for name, prefix in SECRET_SOURCES.items()]
+    apps += [
+        config_map(name, NAMESPACE, contents)
+        for name, contents in generated.items()
+        if name not in secret_sources
+    ]
+    secrets = [
+        secret(name, NAMESPACE, contents) for name, contents in generated.items() if name in secret_sources
+    ]
     secrets.append(secret(ENV_SECRET, NAMESPACE, {**env, "admin-password": admin_password}))
     tasks = tutor.init + extra_init
     scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tasks)}
     secrets.append(secret(INIT_SECRET, NAMESPACE, scripts))
     return OpenedxManifests(apps, datastores, secrets, [_init_job(tutor, tasks, scripts)])
+
+
+def refuse_unpinned(documents: Iterable[Document], config: Mapping[str, Any]) -> None:
+    """Every image Tutor's workloads run must be pinned by digest in images.lock."""
+    settings = {
+        value: key for key, value in config.items() if is_image_setting(key) and isinstance(value, str)
+    }
+    unpinned = sorted(
+        f"{document['metadata']['name']}: {image} ({settings.get(image, 'no setting')})"
+        for document in documents
+        for image in _images(document)
+        if "@sha256:" not in image
+    )
+    if unpinned:
+        plugins = ", ".join(config["PLUGINS"]) or "no plugins"
+        raise bad_input(
+            f"Tutor {TUTOR_VERSION} with {plugins} runs images that images.lock does not pin:\n  "
+            + "\n  ".join(unpinned),
+            hint="add each to images/upstream.yaml with the setting it fills (tutor: ...), "
+            "then run `meshseed lock`",
+        )
+
+
+def _images(document: Document) -> list[str]:
+    spec = _pod_spec(document)
+    return [container["image"] for container in spec.get("initContainers", []) + spec.get("containers", [])]
 
 
 def _digest(files: Mapping[str, str]) -> str:
@@ -157,9 +194,22 @@ def _digest(files: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _files(files: Mapping[str, str], prefix: str) -> dict[str, str]:
-    """Files under `prefix`, keyed by base name, as kustomize's configMapGenerator keys them."""
-    return {path.rsplit("/", 1)[-1]: text for path, text in files.items() if path.startswith(prefix)}
+def _files(files: Mapping[str, str], paths: Iterable[str]) -> dict[str, str]:
+    """The files of one generator, keyed by base name, as kustomize keys them."""
+    return {path.rsplit("/", 1)[-1]: files[path] for path in paths}
+
+
+def _holds_any(texts: Iterable[str], secret_values: frozenset[str]) -> bool:
+    return any(value in text for text in texts for value in secret_values)
+
+
+def _pod_spec(document: Document) -> Document:
+    spec: Document = document.get("spec", {}).get("template", {}).get("spec", {})
+    return spec
+
+
+def _claims_a_volume(document: Document) -> bool:
+    return any("persistentVolumeClaim" in volume for volume in _pod_spec(document).get("volumes", []))
 
 
 def _own(document: Document) -> None:
@@ -180,7 +230,13 @@ def _service_account() -> Document:
     }
 
 
-def _harden(document: Document, env: dict[str, str], secret_values: frozenset[str], config_hash: str) -> None:
+def _harden(
+    document: Document,
+    env: dict[str, str],
+    secret_values: frozenset[str],
+    config_hash: str,
+    secret_sources: frozenset[str],
+) -> None:
     """Service account, security contexts, resources, probes, secrets out of the spec."""
     name = document["metadata"]["name"]
     pod = document["spec"]["template"]
@@ -193,7 +249,7 @@ def _harden(document: Document, env: dict[str, str], secret_values: frozenset[st
     scratch = SCRATCH.get(image_kind, ())
     for container in spec["containers"]:
         container["securityContext"] = container_security(read_only=bool(scratch))
-        container["resources"] = copy.deepcopy(RESOURCES[_resource_class(name)])
+        container["resources"] = copy.deepcopy(RESOURCES.get(_resource_class(name), RESOURCES["plugin"]))
         container["volumeMounts"] = container.get("volumeMounts", []) + [
             {"name": _scratch_name(path), "mountPath": path} for path in scratch
         ]
@@ -202,7 +258,7 @@ def _harden(document: Document, env: dict[str, str], secret_values: frozenset[st
                 env[variable["name"]] = variable.pop("value")
                 variable["valueFrom"] = {"secretKeyRef": {"name": ENV_SECRET, "key": variable["name"]}}
         container.update(_probes(name, container))
-    spec["volumes"] = [_volume_source(volume) for volume in spec.get("volumes", [])] + [
+    spec["volumes"] = [_volume_source(volume, secret_sources) for volume in spec.get("volumes", [])] + [
         {"name": _scratch_name(path), "emptyDir": {}} for path in scratch
     ]
     # Settings live in Secrets and ConfigMaps that keep their names, so a change must
@@ -222,9 +278,9 @@ def _scratch_name(path: str) -> str:
     return "scratch" + path.replace("/", "-")
 
 
-def _volume_source(volume: Document) -> Document:
+def _volume_source(volume: Document, secret_sources: frozenset[str]) -> Document:
     source = volume.get("configMap")
-    if source is None or source["name"] not in SECRET_SOURCES:
+    if source is None or source["name"] not in secret_sources:
         return volume
     converted = {"secretName": source["name"], **{k: v for k, v in source.items() if k != "name"}}
     return {"name": volume["name"], "secret": converted}

@@ -8,27 +8,26 @@ master key, and refuse to render if a Tutor release adds one we do not know.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from builder.errors import MeshseedError
+import yaml
+
+from builder.errors import MeshseedError, bad_input
 from builder.secrets import Purpose, SecretDeriver
 
 # The Tutor release whose openedx image images/upstream.yaml pins; pyproject pins the same.
 TUTOR_VERSION = "22.0.3"
-# Tutor plugins, pinned in pyproject at this Tutor release: the micro-frontends (the
-# courseware, Studio's authoring and the learner's pages exist only as MFEs) and the
-# discussions forum. Enabling another is naming it here and pinning it in pyproject.
-PLUGINS = ("forum", "mfe")
-# Files of plugins that the cluster mounts: their path in Tutor's env -> template.
-PLUGIN_FILES = {"plugins/mfe/apps/mfe/Caddyfile": "mfe/apps/mfe/Caddyfile"}
 # Tutor's templates that make up what runs in the cluster; its caddy is replaced by ours.
 K8S_TEMPLATES = ("deployments.yml", "services.yml", "volumes.yml")
-APP_PREFIXES = ("apps/openedx/", "apps/redis/")
+# Tutor's kustomization: its configMapGenerator names the files each workload mounts,
+# the core's and every plugin's.
+KUSTOMIZATION = "kustomization.yml"
+# Where a plugin's rendered files land in Tutor's env: plugins/<plugin>/<template path>.
+PLUGIN_ENV = "plugins/"
 # Init tasks as `tutor k8s do init` runs them, in its order: (service, template).
 INIT_TASKS = (("mysql", "mysql.sh"), ("lms", "meilisearch.sh"), ("lms", "lms.sh"), ("cms", "cms.sh"))
 # config/base.yml keys whose base value is already deterministic: Tutor computes the
@@ -41,14 +40,16 @@ class TutorOutput:
     """What Tutor rendered: app files by path, k8s YAML by template, init scripts in order."""
 
     files: dict[str, str]
+    # Tutor's configMapGenerator: (ConfigMap name, env paths of its files), in its order.
+    generators: tuple[tuple[str, tuple[str, ...]], ...]
     k8s: dict[str, str]
     init: tuple[tuple[str, str], ...]
     config: dict[str, Any]
 
 
 def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Tutor's public settings, from site.yaml and the pinned images."""
-    images, openedx = inputs["images"], inputs["openedx"]
+    """Tutor's public settings, from site.yaml."""
+    openedx = inputs["openedx"]
     return {
         "LMS_HOST": inputs["lms_host"],
         "CMS_HOST": inputs["studio_host"],
@@ -60,17 +61,12 @@ def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "K8S_NAMESPACE": openedx["namespace"],
         # A label value, not a secret: stable per cluster, unlike Tutor's random one.
         "ID": hashlib.sha256(f"meshseed/tutor-id/{inputs['cluster']}".encode()).hexdigest()[:24],
-        "PLUGINS": list(PLUGINS),
+        # Named in site.yaml (tutor_plugins), pinned in pyproject.
+        "PLUGINS": list(openedx["plugins"]),
         "PLUGIN_INDEXES": [],
         "MFE_HOST": openedx["mfe_host"],
-        "MFE_DOCKER_IMAGE": images["mfe"],
-        "DOCKER_IMAGE_OPENEDX": images["openedx"],
-        "DOCKER_IMAGE_MYSQL": images["mysql"],
-        "DOCKER_IMAGE_MONGODB": images["mongodb"],
-        "DOCKER_IMAGE_REDIS": images["redis"],
-        "DOCKER_IMAGE_MEILISEARCH": images["meilisearch"],
-        "DOCKER_IMAGE_SMTP": images["smtp"],
-        "DOCKER_IMAGE_CADDY": images["caddy"],
+        # Each image setting images/upstream.yaml fills (`tutor:`), by digest.
+        **{setting: image["pinned"] for setting, image in openedx["images"].items()},
     }
 
 
@@ -128,13 +124,38 @@ def _check_versions() -> None:
         )
 
 
-def check_openedx_release(reference: str) -> None:
-    """The openedx image must be the one this Tutor release configures."""
-    tag = reference.rpartition(":")[2]
-    if tag != TUTOR_VERSION:
-        raise MeshseedError(
-            f"images/upstream.yaml: openedx is {reference}, but Open edX is configured by Tutor "
-            f"{TUTOR_VERSION}; pin its image (overhangio/openedx:{TUTOR_VERSION}) or change the Tutor pin"
+def is_image_setting(key: str) -> bool:
+    """Tutor's image settings: DOCKER_IMAGE_OPENEDX, MFE_DOCKER_IMAGE, NOTES_DOCKER_IMAGE..."""
+    return "DOCKER_IMAGE" in key
+
+
+def check_image_tags(config: Mapping[str, Any], images: Mapping[str, Mapping[str, str]]) -> None:
+    """Each pinned image carries the tag Tutor and the site's plugins would run.
+
+    The tag says which build of Open edX or of the MFEs the image is (tutor-indigo's
+    themed builds end in -indigo), so a settings file and an image from different
+    releases, or a theme enabled over an unthemed image, are refused here.
+    """
+    from tutor import config as tutor_config  # noqa: PLC0415
+    from tutor import env as tutor_env  # noqa: PLC0415
+
+    from builder.oci.reference import parse_reference  # noqa: PLC0415
+
+    defaults = tutor_config.get_defaults()
+    problems = []
+    for setting, image in sorted(images.items()):
+        if setting not in defaults:
+            problems.append(f"{setting} ({image['reference']}): neither Tutor nor the site's plugins have it")
+            continue
+        expected = str(tutor_env.render_unknown(dict(config), defaults[setting]))
+        if parse_reference(image["reference"]).tag != parse_reference(expected).tag:
+            problems.append(f"{setting}: pinned {image['reference']}, Tutor would run {expected}")
+    if problems:
+        plugins = ", ".join(config["PLUGINS"]) or "no plugins"
+        raise bad_input(
+            f"images/upstream.yaml: images for Tutor {TUTOR_VERSION} with {plugins} do not match:\n  "
+            + "\n  ".join(problems),
+            hint="pin the tag Tutor names (same repository or a mirror of it), then run `meshseed lock`",
         )
 
 
@@ -156,37 +177,61 @@ def full_config(user: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-@functools.cache
-def load_plugins(names: tuple[str, ...] = PLUGINS) -> None:
-    """Load Tutor's plugins into its hooks, once per process, as Tutor's own CLI does."""
+_loaded: list[tuple[str, ...]] = []
+
+
+def load_plugins(names: tuple[str, ...]) -> None:
+    """Load Tutor's plugins into its hooks, as Tutor's own CLI does.
+
+    A plugin registers its hooks when its module is imported, which happens once per
+    process, so one process renders with one set of plugins.
+    """
     from tutor import plugins  # noqa: PLC0415
     from tutor.hooks.catalog import Actions  # noqa: PLC0415
 
+    wanted = tuple(sorted(names))
+    if _loaded:
+        if _loaded[0] != wanted:
+            raise MeshseedError(
+                f"Tutor's plugins {', '.join(_loaded[0])} are loaded in this process; "
+                f"{', '.join(wanted)} need a process of their own"
+            )
+        return
+    # Tutor discovers the installed plugins when its core is ready.
     Actions.CORE_READY.do()
-    missing = [name for name in names if not plugins.is_installed(name)]
+    missing = [name for name in wanted if not plugins.is_installed(name)]
     if missing:
-        raise MeshseedError(
-            f"the Tutor plugins {', '.join(missing)} are not installed; "
-            "install meshseed with its dependencies (pyproject pins them)"
+        raise bad_input(
+            f"site.yaml: tutor_plugins: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not installed",
+            hint="install each plugin's pinned release beside meshseed (pip install tutor-<name>==...) "
+            "or remove it from tutor_plugins",
         )
-    plugins.load_all(list(names))
+    # load_all() reports a plugin that fails to load and goes on; a render without it
+    # would be a different site, so it is an error here.
+    plugins.load_all(wanted)
+    failed = [name for name in wanted if not plugins.is_loaded(name)]
+    if failed:
+        raise MeshseedError(f"the Tutor plugins {', '.join(failed)} failed to load (see the message above)")
+    _loaded.append(wanted)
 
 
 def render(inputs: Mapping[str, Any], secrets: SecretDeriver) -> TutorOutput:
     """Render Open edX's settings, k8s resources and init scripts for one site."""
     _check_versions()
-    load_plugins()
+    load_plugins(tuple(inputs["openedx"]["plugins"]))
     from tutor import env as tutor_env  # noqa: PLC0415
     from tutor.hooks.catalog import Filters  # noqa: PLC0415
 
     config = full_config({**site_settings(inputs), **derived_settings(secrets)})
+    check_image_tags(config, inputs["openedx"]["images"])
     renderer = tutor_env.Renderer(config)
+    generators = config_map_generators(_text(renderer.render_template(KUSTOMIZATION)))
     files = {
-        path: _text(renderer.render_template(path))
-        for path in renderer.iter_templates_in("apps")
-        if path.startswith(APP_PREFIXES)
+        path: _text(renderer.render_template(path.removeprefix(PLUGIN_ENV)))
+        for _, paths in generators
+        for path in paths
     }
-    files.update({path: _text(renderer.render_template(template)) for path, template in PLUGIN_FILES.items()})
     k8s = {name: _text(renderer.render_template(f"k8s/{name}")) for name in K8S_TEMPLATES}
     core = [
         (service, tutor_env.read_core_template_file("jobs", "init", script)) for service, script in INIT_TASKS
@@ -194,7 +239,15 @@ def render(inputs: Mapping[str, Any], secrets: SecretDeriver) -> TutorOutput:
     # The plugins' own tasks (OAuth clients, waffle flags, forum indices) after Tutor's.
     tasks = [*core, *(task for task in Filters.CLI_DO_INIT_TASKS.iterate() if task not in core)]
     init = tuple((service, renderer.render_str(script)) for service, script in tasks)
-    return TutorOutput(files, k8s, init, config)
+    return TutorOutput(files, generators, k8s, init, config)
+
+
+def config_map_generators(kustomization: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The ConfigMaps Tutor's kustomization generates, with the env paths of their files."""
+    document = yaml.safe_load(kustomization)
+    return tuple(
+        (generator["name"], tuple(generator["files"])) for generator in document.get("configMapGenerator", [])
+    )
 
 
 def _text(rendered: str | bytes) -> str:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from builder.site.model import Role
+from builder.site.model import REQUIRED_TUTOR_PLUGINS, Role
 from builder.typed_yaml.decode import Decoder
 
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
@@ -95,3 +95,22 @@ def check_hosts(decoder: Decoder) -> None:
         if host in first:
             decoder.report(decoder.lines[key], key, f"the same host as {first[host]}; each needs its own")
         first.setdefault(host, key)
+
+
+def check_tutor_plugins(decoder: Decoder) -> None:
+    """Each plugin once, and the ones a working LMS needs."""
+    plugins = decoder.values.get("tutor_plugins")
+    if plugins is None:
+        return
+    line = decoder.lines["tutor_plugins"]
+    for name, count in Counter(plugins).items():
+        if count > 1:
+            decoder.report(line, "tutor_plugins", f"{name!r} is named {count} times")
+    for name in REQUIRED_TUTOR_PLUGINS:
+        if name not in plugins:
+            decoder.report(
+                line,
+                "tutor_plugins",
+                f"{name!r} is missing",
+                "the courseware and Studio's authoring pages exist only as micro-frontends",
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.site.checks import check_hosts, check_nodes
+from builder.site.checks import check_hosts, check_nodes, check_tutor_plugins
 from builder.site.model import Site
 from builder.typed_yaml.decode import Decoder
 from builder.typed_yaml.document import decode_document, read_text
@@ -20,6 +20,7 @@ def load_site(path: Path = DEFAULT_SITE) -> Site:
 def _checks(decoder: Decoder) -> None:
     check_nodes(decoder)
     check_hosts(decoder)
+    check_tutor_plugins(decoder)
 
 
 def parse_site(text: str, path: Path) -> Site:

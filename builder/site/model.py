@@ -103,6 +103,12 @@ class Backups:
     )
 
 
+# Tutor's "full" set at the pinned release: discussions, the default theme, and the
+# micro-frontends that the courseware, Studio's authoring and the learner's pages now are.
+DEFAULT_TUTOR_PLUGINS = ("forum", "indigo", "mfe")
+# Courseware and Studio's authoring exist only as MFEs in this Open edX release.
+REQUIRED_TUTOR_PLUGINS = ("mfe",)
+
 # Two operators' public resolvers, each reachable over IPv6: Quad9 and Cloudflare.
 DEFAULT_RESOLVERS = ("2620:fe::fe", "2606:4700:4700::1111")
 
@@ -142,6 +148,14 @@ class Site:
     mfe_host: DnsName | None = field(
         default=None,
         metadata=_doc("Host name of the micro-frontends (default: apps.<lms_host>, as Tutor's MFE_HOST)."),
+    )
+    tutor_plugins: tuple[Label, ...] = field(
+        default=DEFAULT_TUTOR_PLUGINS,
+        metadata=_doc(
+            "Tutor plugins Open edX is rendered with, each pinned in pyproject and its images in "
+            "images/upstream.yaml (default: forum, indigo, mfe; mfe is required).",
+            min_items=1,
+        ),
     )
     nameservers: tuple[DnsName, ...] = field(
         default=(),

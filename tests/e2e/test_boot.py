@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from builder.det.iso9660 import IsoFile, write_iso
-from builder.render.tutor import TUTOR_VERSION
 from tests.conftest import REPO
 from tests.e2e.doubles import INSTALL, K3S, mycelium_archive
 from tests.e2e.guest import guest
@@ -36,6 +35,7 @@ from tests.integration.upstream_text import (
     K3S_PATH,
     MYCELIUM_PATH,
     REGISTRY,
+    cluster_image_tags,
     upstream_yaml,
 )
 from tests.tools import require
@@ -88,7 +88,8 @@ def project(
     """A site, its lock (doubles as binaries) and its --airgap build."""
     root = tmp_path / "project"
     root.mkdir()
-    tag_image(registry, test_images["hello"], TUTOR_VERSION)
+    for tag in sorted(cluster_image_tags()):
+        tag_image(registry, test_images["hello"], tag)
     (root / "site.yaml").write_text(SITE)
     (root / "upstream.yaml").write_text(UPSTREAM)
     nodes = json.loads(meshseed("nodes", "--json", cwd=root, master_key=master_key_file).stdout)

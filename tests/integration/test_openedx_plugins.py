@@ -16,7 +16,7 @@ from builder.cluster.component import Component, Rendering
 from builder.errors import MeshseedError
 from builder.manifests import registry
 from builder.render.tutor import full_config
-from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
+from tests.conftest import EXAMPLE_SITE, REPO, TEST_MASTER_KEY
 from tests.integration.cli import meshseed
 from tests.integration.generated import Documents, container, every, manifests, named
 from tests.pinned import write_test_lock
@@ -143,3 +143,71 @@ def test_the_build_refuses_a_url_nothing_serves(tmp_path: Path, capsys: pytest.C
     ) in error
     assert not (tmp_path / "dist").exists()
     assert yaml.safe_load((tmp_path / "site.yaml").read_text())["lms_host"] == "learn.campus.example.org"
+
+
+def _project(root: Path, *, site: str, upstream: str) -> Path:
+    """A project with this site.yaml and upstream.yaml, pinned with test values."""
+    root.mkdir()
+    (root / "site.yaml").write_text(site)
+    write_test_lock(root, upstream=upstream)
+    key = root / "master.key"
+    key.write_bytes(TEST_MASTER_KEY)
+    key.chmod(0o600)
+    return key
+
+
+EXAMPLE = EXAMPLE_SITE.read_text()
+UPSTREAM = (REPO / "images" / "upstream.yaml").read_text()
+WITHOUT_INDIGO = EXAMPLE.replace("nameservers:", "tutor_plugins: [forum, mfe]\nnameservers:", 1)
+
+
+def test_a_plugin_is_enabled_by_configuration_alone(tmp_path: Path) -> None:
+    """The theme off in site.yaml and the plain images pinned: no code changes, and the
+    build renders without indigo's settings, init task or images."""
+    plain = UPSTREAM.replace(":22.0.3-indigo", ":22.0.3").replace(":22.0.0-indigo", ":22.0.0")
+    key = _project(tmp_path / "plain", site=WITHOUT_INDIGO, upstream=plain)
+    result = meshseed("build", cwd=tmp_path / "plain", master_key=key)
+    assert result.returncode == 0, result.stderr
+    manifests_dir = tmp_path / "plain" / "dist" / "manifests"
+    secrets = manifests_dir.joinpath("openedx-secrets.yaml").read_text()
+    assert "indigo" not in secrets
+    assert "-indigo" not in manifests_dir.joinpath("openedx.yaml").read_text()
+    # With the theme (the default), its init task and settings are there.
+    key = _project(tmp_path / "themed", site=EXAMPLE, upstream=UPSTREAM)
+    result = meshseed("build", cwd=tmp_path / "themed", master_key=key)
+    assert result.returncode == 0, result.stderr
+    themed = (tmp_path / "themed" / "dist" / "manifests" / "openedx-secrets.yaml").read_text()
+    init = next(d for d in yaml.safe_load_all(themed) if d["metadata"]["name"] == "openedx-init")
+    assert any("theme_dir_name='indigo'" in script for script in init["stringData"].values())
+
+
+def test_an_image_that_does_not_match_the_plugins_is_refused(tmp_path: Path) -> None:
+    """The theme on, but the unthemed openedx image pinned: exit 2, naming the setting."""
+    plain = UPSTREAM.replace(":22.0.3-indigo", ":22.0.3")
+    key = _project(tmp_path / "p", site=EXAMPLE, upstream=plain)
+    result = meshseed("build", cwd=tmp_path / "p", master_key=key)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "DOCKER_IMAGE_OPENEDX: pinned docker.io/overhangio/openedx:22.0.3, "
+        "Tutor would run docker.io/overhangio/openedx:22.0.3-indigo"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "p" / "dist").exists()
+
+
+def test_a_plugin_image_without_a_pin_is_refused(tmp_path: Path) -> None:
+    """The mfe image's entry left out of Tutor's settings: the workload would run by tag."""
+    unmarked = UPSTREAM.replace("    tutor: MFE_DOCKER_IMAGE\n", "")
+    key = _project(tmp_path / "p", site=EXAMPLE, upstream=unmarked)
+    result = meshseed("build", cwd=tmp_path / "p", master_key=key)
+    assert result.returncode == 2, result.stderr
+    assert "runs images that images.lock does not pin" in result.stderr
+    assert "mfe: docker.io/overhangio/openedx-mfe:22.0.0-indigo (MFE_DOCKER_IMAGE)" in result.stderr
+
+
+def test_a_plugin_that_is_not_installed_is_refused(tmp_path: Path) -> None:
+    site = EXAMPLE.replace("nameservers:", "tutor_plugins: [forum, indigo, mfe, notes]\nnameservers:", 1)
+    key = _project(tmp_path / "p", site=site, upstream=UPSTREAM)
+    result = meshseed("build", cwd=tmp_path / "p", master_key=key)
+    assert result.returncode == 2, result.stderr
+    assert "tutor_plugins: notes is not installed" in result.stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from builder.lock import load_upstream
 from builder.manifests.registry import required_images
-from builder.render.tutor import TUTOR_VERSION
+from builder.oci.reference import parse_reference
+from tests.conftest import REPO
 
 REGISTRY = "registry.meshseed.test"
 K3S_VERSION = "v1.33.4+k3s1"
@@ -17,8 +19,9 @@ IMAGES_LIST = f"{REGISTRY}/meshseed-test/busybox:1\n".encode()
 
 def upstream_yaml(platforms: str = "[linux/amd64, linux/arm64]", *, cluster_images: bool = False) -> str:
     """k3s (whose images list names the test busybox), Mycelium and the test `hello` image;
-    with `cluster_images`, also every image the manifests run, each the test `hello` (the
-    openedx one under Tutor's release tag, which the registry must then also hold)."""
+    with `cluster_images`, also every image the manifests run, each the test `hello` (those
+    Tutor runs under the repository's tags, which the registry must then also hold:
+    cluster_image_tags())."""
     text = f"""\
 platforms: {platforms}
 k3s:
@@ -36,6 +39,23 @@ images:
     roles: [server]
 """
     for name in required_images() if cluster_images else ():
-        tag = TUTOR_VERSION if name == "openedx" else "1"
-        text += f"  - name: {name}\n    image: {REGISTRY}/meshseed-test/hello:{tag}\n    roles: [server]\n"
+        setting = TUTOR_SETTINGS.get(name)
+        text += f"  - name: {name}\n    image: {REGISTRY}/meshseed-test/hello:{cluster_image_tag(name)}\n"
+        text += "    roles: [server]\n" + (f"    tutor: {setting}\n" if setting else "")
     return text
+
+
+_REPO_IMAGES = load_upstream(REPO / "images" / "upstream.yaml").images
+# The images that fill a Tutor setting keep it, and keep their tag, which Tutor checks.
+TUTOR_SETTINGS = {image.name: image.tutor for image in _REPO_IMAGES if image.tutor}
+
+
+def cluster_image_tag(name: str) -> str:
+    """The tag the test image `hello` carries as the cluster image `name`."""
+    tagged = {image.name: parse_reference(image.image).tag for image in _REPO_IMAGES if image.tutor}
+    return tagged.get(name) or "1"
+
+
+def cluster_image_tags() -> set[str]:
+    """Every tag the registry must hold `hello` under for upstream_yaml(cluster_images=True)."""
+    return {cluster_image_tag(name) for name in required_images()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ def current_lock(upstream_path: Path = REPO / "images" / "upstream.yaml") -> Loc
             "application/vnd.oci.image.index.v1+json",
             {"linux/amd64": AMD64},
             tuple(image.roles),
+            image.tutor,
         )
         for image in upstream.images
     }
@@ -148,3 +150,16 @@ def test_load_lock_names_every_stale_part_at_once(tmp_path: Path) -> None:
     with pytest.raises(MeshseedError) as caught:
         load_lock(files, upstream=UpstreamPart.REQUIRED, debian=True)
     assert sorted(p.path for p in caught.value.problems) == ["debian.backup", "k3s.version"]
+
+
+def test_a_lock_that_fills_another_tutor_setting_is_stale(tmp_path: Path) -> None:
+    lock = current_lock()
+    images = {**lock.images, "mfe": dataclasses.replace(lock.images["mfe"], tutor=None)}
+    problems = check_lock(
+        load_upstream(REPO / "images" / "upstream.yaml"),
+        dataclasses.replace(lock, images=images),
+        tmp_path / "images.lock",
+    )
+    assert [(p.path, p.message) for p in problems] == [
+        ("images.mfe", "fills Tutor's None, upstream.yaml says MFE_DOCKER_IMAGE")
+    ]

@@ -9,8 +9,9 @@ from builder.errors import MeshseedError
 from builder.manifests import registry
 from builder.render.manifest_rules import check_manifest
 from builder.render.templates import environment, render
-from builder.render.tutor import check_openedx_release, jwt_private_key
+from builder.render.tutor import check_image_tags, config_map_generators, jwt_private_key, load_plugins
 from builder.site import load_site
+from builder.site.model import DEFAULT_TUTOR_PLUGINS
 from tests.conftest import REPO
 
 TEMPLATES = REPO / "cloud-init" / "manifests"
@@ -43,12 +44,35 @@ def test_a_secret_outside_a_secret_file_is_refused() -> None:
         check_manifest("CouchDB_main", [], "", [])
 
 
-def test_the_openedx_image_must_match_the_tutor_release() -> None:
-    check_openedx_release("docker.io/overhangio/openedx:22.0.3")
+def test_a_pinned_image_must_be_one_tutor_and_its_plugins_run() -> None:
+    load_plugins(DEFAULT_TUTOR_PLUGINS)
+    config = {"TUTOR_VERSION": "22.0.3", "DOCKER_REGISTRY": "docker.io/", "PLUGINS": ["indigo"]}
+    themed = {"reference": "registry.example.org/overhangio/openedx:22.0.3-indigo", "pinned": "x"}
+    # Any registry (a mirror), but the tag of the release and theme Tutor renders.
+    check_image_tags(config, {"DOCKER_IMAGE_OPENEDX": themed})
     with pytest.raises(
-        MeshseedError, match=r"openedx is docker.io/overhangio/openedx:21.0.0, but .* Tutor 22.0.3"
+        MeshseedError, match=r"DOCKER_IMAGE_OPENEDX: pinned .*openedx:22.0.2-indigo, Tutor would run"
     ):
-        check_openedx_release("docker.io/overhangio/openedx:21.0.0")
+        check_image_tags(config, {"DOCKER_IMAGE_OPENEDX": {**themed, "reference": "o/openedx:22.0.2-indigo"}})
+    with pytest.raises(
+        MeshseedError, match=r"NOTES_DOCKER_IMAGE \(o/notes:1\): neither Tutor nor the site's plugins"
+    ):
+        check_image_tags(config, {"NOTES_DOCKER_IMAGE": {"reference": "o/notes:1", "pinned": "x"}})
+
+
+def test_the_kustomization_names_each_config_map_and_its_files() -> None:
+    kustomization = """
+configMapGenerator:
+- name: openedx-config
+  files: [apps/openedx/config/lms.env.yml, apps/openedx/config/cms.env.yml]
+- name: mfe-caddy-config
+  files: [plugins/mfe/apps/mfe/Caddyfile]
+"""
+    assert config_map_generators(kustomization) == (
+        ("openedx-config", ("apps/openedx/config/lms.env.yml", "apps/openedx/config/cms.env.yml")),
+        ("mfe-caddy-config", ("plugins/mfe/apps/mfe/Caddyfile",)),
+    )
+    assert config_map_generators("resources: []\n") == ()
 
 
 def test_the_jwt_key_is_derived_not_random() -> None:

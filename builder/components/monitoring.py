@@ -1,27 +1,38 @@
-"""Prometheus with node-exporter and blackbox-exporter; alert rules and scrape jobs come
-from every component's fragments (alert_templates, scrape_templates)."""
+"""Prometheus with node-exporter and blackbox-exporter, and Alertmanager, which mails the
+operator through the cluster's SMTP relay (and calls site.yaml's webhook). Alert rules and
+scrape jobs come from every component's fragments (alert_templates, scrape_templates)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace
+from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace, Scrape
 from builder.cluster.digest import digest
 from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, internet
 
 NAMESPACE = SCRAPER.namespace
 BLACKBOX = Pods(NAMESPACE, "blackbox-exporter")
+ALERTMANAGER = Pods(NAMESPACE, "alertmanager")
+# Tutor's mail relay, which Open edX sends through too (openedx-datastores).
+SMTP_RELAY = Pods("openedx", "smtp")
+SMTP_RELAY_PORT = 8025
+# The Prometheus volume's size, and the share of it the TSDB may fill: the rest is
+# headroom for the write-ahead log and compaction, which retention.size does not count.
+PROMETHEUS_VOLUME_GIB = 10
+PROMETHEUS_RETENTION_GB = 8
 
 
 class Monitoring(Component):
     name = "monitoring"
-    images = ("blackbox-exporter", "node-exporter", "prometheus")
+    images = ("alertmanager", "blackbox-exporter", "node-exporter", "prometheus")
     # node-exporter needs the host's network and process namespaces.
     namespaces = (Namespace(NAMESPACE, restricted=False),)
     ports: ClassVar[Mapping[str, int]] = {
         "node_exporter": 9100,
         "blackbox": 9115,
+        "alertmanager": 9093,
         # k3s's own, which Prometheus scrapes.
         "kubelet": 10250,
         "apiserver": 6443,
@@ -30,14 +41,20 @@ class Monitoring(Component):
         "prometheus.yml": "prometheus.yml.j2",
         "alerts.yml": "alerts.yml.j2",
         "blackbox.yml": "blackbox.yml.j2",
+        "alertmanager.yml": "alertmanager.yml.j2",
     }
-    manifests = ("monitoring",)
+    manifests = ("monitoring", "monitoring-secrets")
 
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
         return {
             "namespace": NAMESPACE,
             "node_exporter_port": cluster.ports["node_exporter"],
             "textfile_dir": f"{BACKUP_PATH}/metrics",
+            "alert_email": cluster.site.alerts.email or f"postmaster@{cluster.site.domain}",
+            "alert_webhook": cluster.site.alerts.webhook,
+            "smtp_relay": f"{SMTP_RELAY.name}.{SMTP_RELAY.namespace}.svc.cluster.local:{SMTP_RELAY_PORT}",
+            "volume_gib": PROMETHEUS_VOLUME_GIB,
+            "retention_gb": PROMETHEUS_RETENTION_GB,
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
@@ -50,10 +67,30 @@ class Monitoring(Component):
                 for node in cluster.site.nodes
             ),
             Flow(BLACKBOX, internet(str(cluster.networks.prefix)), (443,)),
+            # Prometheus sends alerts; Alertmanager mails them through the relay, and
+            # calls the webhook, wherever site.yaml says it is.
+            Flow(SCRAPER, ALERTMANAGER, (ports["alertmanager"],)),
+            Flow(ALERTMANAGER, SMTP_RELAY, (SMTP_RELAY_PORT,)),
+            *(
+                [Flow(ALERTMANAGER, internet(str(cluster.networks.prefix)), (webhook_port(webhook),))]
+                if (webhook := cluster.site.alerts.webhook)
+                else []
+            ),
         ]
 
+    def scrapes(self, cluster: Cluster) -> list[Scrape]:
+        return [Scrape(ALERTMANAGER, (cluster.ports["alertmanager"],))]
+
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return {"config_sha256": digest(files["prometheus.yml"], files["alerts.yml"])}
+        return {
+            "config_sha256": digest(files["prometheus.yml"], files["alerts.yml"]),
+            "alertmanager_sha256": digest(files["alertmanager.yml"]),
+        }
+
+
+def webhook_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 COMPONENT = Monitoring()

@@ -41,6 +41,8 @@ class OpenEdx(Component):
             "tutor": tutor.TUTOR_VERSION,
             "plugins": list(site.tutor_plugins),
             "images": dict(cluster.tutor_images),
+            # Who may send mail through Tutor's relay: every pod (the LMS, Alertmanager).
+            "pod_network": str(cluster.networks.pods),
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
@@ -61,6 +63,7 @@ class OpenEdx(Component):
             servers=len(inputs["servers"]),
             secret_values=sorted({*rendering.secrets.values(), *rendering.secret_values}),
             admin_password=rendering.secrets["openedx_admin_password"],
+            pod_network=inputs["openedx"]["pod_network"],
             extra_init=(("lms", rendering.files["openedx-admin.sh"]),),
         )
         return {

@@ -97,6 +97,7 @@ def adapt(
     servers: int,
     secret_values: Iterable[str],
     admin_password: str,
+    pod_network: str,
     extra_init: tuple[tuple[str, str], ...] = (),
 ) -> OpenedxManifests:
     secret_texts = frozenset(secret_values)
@@ -136,6 +137,8 @@ def adapt(
                 _datastore(document)
                 for container in document["spec"]["template"]["spec"]["containers"]:
                     listen_on_ipv6(name, container)
+                    if name == "smtp":
+                        relay_for_pods(container, pod_network)
                 datastores.append(document)
             else:
                 _spread(document, servers)
@@ -185,6 +188,20 @@ def refuse_unpinned(documents: Iterable[Document], config: Mapping[str, Any]) ->
 def _images(document: Document) -> list[str]:
     spec = _pod_spec(document)
     return [container["image"] for container in spec.get("initContainers", []) + spec.get("containers", [])]
+
+
+def relay_for_pods(container: Document, pod_network: str) -> None:
+    """Let the cluster's pods send through Tutor's mail relay.
+
+    devture/exim-relay relays only for RELAY_FROM_HOSTS, which its Dockerfile sets to the
+    three private IPv4 ranges; pods here have IPv6 addresses only, so the LMS's mail and
+    Alertmanager's would be refused. Exim's lists split on colons unless told otherwise
+    (`<;`), which IPv6 networks need.
+    https://github.com/devture/exim-relay/blob/master/Dockerfile (ENV RELAY_FROM_HOSTS)
+    https://github.com/devture/exim-relay/blob/master/exim.conf (hostlist relay_from_hosts)
+    """
+    relay = {"name": "RELAY_FROM_HOSTS", "value": f"<; {pod_network} ; ::1"}
+    container["env"] = [*(v for v in container.get("env", []) if v["name"] != relay["name"]), relay]
 
 
 def _digest(files: Mapping[str, str]) -> str:

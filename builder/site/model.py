@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder.site.scalars import (
     DnsName,
+    EmailAddress,
     HttpUrl,
     InterfaceName,
     IPv6Address,
@@ -135,6 +136,26 @@ class Downloads:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """Who hears from Alertmanager, and how."""
+
+    email: EmailAddress | None = field(
+        default=None,
+        metadata=_doc(
+            "The operator's address; mail goes out through the cluster's SMTP relay "
+            "(default: postmaster@<domain>, which RFC 5321 requires every mail domain to have)."
+        ),
+    )
+    webhook: HttpUrl | None = field(
+        default=None,
+        metadata=_doc(
+            "Also POST every alert here (Alertmanager's webhook format), e.g. a chat bridge or a "
+            "dead man's switch that expects the Watchdog alert."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Site:
     """A whole site: one cluster, its names and its nodes."""
 
@@ -174,6 +195,10 @@ class Site:
     downloads: Downloads = field(
         default_factory=Downloads,
         metadata=_doc("How nodes reach the pinned files without --airgap: a mirror, NAT64 or IPv4."),
+    )
+    alerts: Alerts = field(
+        default_factory=Alerts,
+        metadata=_doc("Where alerts go: an operator address (by email) and an optional webhook."),
     )
     backups: Backups = field(
         default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")

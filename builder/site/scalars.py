@@ -151,6 +151,15 @@ def parse_mac(text: str) -> str:
 MacAddress = Annotated[
     str, Scalar(parse_mac, {"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"})
 ]
+# An address mail can be delivered to: a local part (no spaces, quotes or @) at a DNS name.
+EmailAddress = Annotated[
+    str,
+    pattern_scalar(
+        r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}",
+        "an email address such as ops@example.org",
+        format="email",
+    ),
+]
 HttpUrl = Annotated[str, pattern_scalar(r"https?://[^\s/]+(/\S*)?", "an http(s) URL", format="uri")]
 InterfaceName = Annotated[
     str, pattern_scalar(r"[a-z][a-z0-9_.-]{0,14}", "a network interface name such as ens3")

@@ -86,3 +86,103 @@ def test_the_certificate_alerts_fire_on_a_failing_probe_and_a_near_expiry(
     names = [rule["alert"] for group in summaries["groups"] for rule in group["rules"]]
     assert {"CertificateProbeFailing", "CertificateExpiresSoon"} <= set(names)
     promtool_test(rules, cases, tmp_path)
+
+
+def _alert(name: str, labels: dict[str, str], summary: str) -> dict[str, object]:
+    return {"exp_labels": {**labels, "severity": name}, "exp_annotations": {"summary": summary}}
+
+
+def test_down_targets_and_the_watchdog(manifests: dict[str, Documents], tmp_path: Path) -> None:
+    """NodeDown for nodes, TargetDown for every other job, each after 5 minutes and not
+    for a target that answers; Watchdog always."""
+    node = {"job": "node", "instance": "[400::1]:9100", "node": "edx1"}
+    healthy_node = {"job": "node", "instance": "[400::2]:9100", "node": "edx2"}
+    caddy = {"job": "caddy", "instance": "[fd00::5]:9180"}
+    alertmanager = {"job": "alertmanager", "instance": "alertmanager.monitoring.svc.cluster.local:9093"}
+
+    def up(labels: dict[str, str], values: str) -> dict[str, str]:
+        inner = ",".join(f'{key}="{value}"' for key, value in labels.items())
+        return {"series": f"up{{{inner}}}", "values": values}
+
+    cases = [
+        {
+            "interval": "1m",
+            "input_series": [
+                up(node, "0x20"),
+                up(healthy_node, "1x20"),
+                up(caddy, "1x20"),
+                # Down for 3 minutes, then back: too short to alert.
+                up(alertmanager, "0 0 0 1x17"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "NodeDown", "exp_alerts": []},
+                {
+                    "eval_time": "6m",
+                    "alertname": "NodeDown",
+                    "exp_alerts": [_alert("critical", node, "Node edx1 has not answered for 5 minutes")],
+                },
+                # A node is NodeDown's, not TargetDown's; the others answer.
+                {"eval_time": "10m", "alertname": "TargetDown", "exp_alerts": []},
+                {
+                    "eval_time": "0m",
+                    "alertname": "Watchdog",
+                    "exp_alerts": [_alert("none", {}, "Alerting works: this alert always fires")],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [up(caddy, "0x20"), up(alertmanager, "1x20")],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "TargetDown", "exp_alerts": []},
+                {
+                    "eval_time": "6m",
+                    "alertname": "TargetDown",
+                    "exp_alerts": [
+                        _alert(
+                            "critical", caddy, "caddy target [fd00::5]:9180 has not answered for 5 minutes"
+                        )
+                    ],
+                },
+            ],
+        },
+    ]
+    promtool_test(config(manifests, "prometheus-config", "alerts.yml"), cases, tmp_path)
+
+
+def test_a_missing_couchdb_member_alerts(manifests: dict[str, Documents], tmp_path: Path) -> None:
+    """Connected to fewer than all other members for 10 minutes; a full mesh is quiet."""
+    members = [f"couchdb-{index}.couchdb.couchdb.svc.cluster.local:17986" for index in range(3)]
+
+    def received(instance: str, peer: int, values: str) -> dict[str, str]:
+        labels = f'job="couchdb",instance="{instance}",peer="couchdb@couchdb-{peer}"'
+        return {"series": f"couchdb_erlang_distribution_recv_oct_bytes_total{{{labels}}}", "values": values}
+
+    series = [
+        # couchdb-0 sees both others; couchdb-1 only one of them (couchdb-2 dropped out).
+        received(members[0], 1, "0+10x30"),
+        received(members[0], 2, "0+10x30"),
+        received(members[1], 0, "0+10x30"),
+        *({"series": f'up{{job="couchdb",instance="{m}"}}', "values": "1x30"} for m in members[:2]),
+    ]
+    cases = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "CouchDBMemberMissing", "exp_alerts": []},
+                {
+                    "eval_time": "12m",
+                    "alertname": "CouchDBMemberMissing",
+                    "exp_alerts": [
+                        _alert(
+                            "critical",
+                            {"instance": members[1]},
+                            f"CouchDB member {members[1]} is missing from the cluster's membership",
+                        )
+                    ],
+                },
+            ],
+        }
+    ]
+    promtool_test(config(manifests, "prometheus-config", "alerts.yml"), cases, tmp_path)

@@ -140,6 +140,8 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
     rules = yaml.safe_load(files["alerts.yml"].read_text())["groups"][0]["rules"]
     assert {rule["alert"] for rule in rules} == {
         "NodeDown",
+        "TargetDown",
+        "Watchdog",
         "CouchDBMemberMissing",
         "BackupTooOld",
         "CertificateExpiresSoon",
@@ -147,7 +149,12 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
     }
     config = yaml.safe_load(files["prometheus.yml"].read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert {"node", "k3s-apiserver", "k3s-kubelet", "couchdb", "caddy"} <= jobs
+    assert {"node", "k3s-apiserver", "k3s-kubelet", "couchdb", "caddy", "prometheus", "alertmanager"} <= jobs
+    # Alerts go somewhere, and the kubelets' certificates are verified.
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager.monitoring.svc.cluster.local:9093"]
+    kubelet = next(job for job in config["scrape_configs"] if job["job_name"] == "k3s-kubelet")
+    assert kubelet["tls_config"] == {"ca_file": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"}
 
 
 def test_golden_manifests_of_the_example_site(example: Path, update_golden: bool) -> None:

@@ -27,6 +27,7 @@ from builder.typed_yaml.decode import INVALID, Decoder, describe, did_you_mean
 from builder.typed_yaml.document import compose, decode_document, read_text
 from builder.typed_yaml.scalars import Label, parse_label, pattern_scalar
 from builder.typed_yaml.schema import document_schema
+from tests.conftest import EXAMPLE_SITE
 from tests.unit.sites import KEY, VALID, site
 
 
@@ -381,7 +382,8 @@ def test_schema_of_each_field_kind() -> None:
         "$ref": "#/$defs/retention",
         "description": "On the backup node (its rotation CronJob).",
     }
-    assert set(schema["$defs"]) == {"node", "backups", "retention", "downloads"}
+    assert set(schema["$defs"]) == {"node", "backups", "retention", "downloads", "alerts"}
+    assert schema["$defs"]["alerts"]["properties"]["email"]["format"] == "email"
     assert "source" not in schema["properties"]
 
 
@@ -431,3 +433,10 @@ def test_plain_fields_decode() -> None:
         "p:1: name: expected a string, got an integer (5) (quote it)",
         "p:2: count: expected an integer, got a string",
     ]
+
+
+def test_an_alert_address_that_is_not_one_is_named() -> None:
+    text = EXAMPLE_SITE.read_text().replace("email: ops@campus.example.org", "email: ops at campus")
+    with pytest.raises(MeshseedError) as error:
+        parse_site(text, Path("site.yaml"))
+    assert "alerts.email: 'ops at campus' is not an email address such as ops@example.org" in str(error.value)

@@ -190,24 +190,27 @@ def probe(link: Link, target: str) -> dict[str, float]:
     return {name: float(value) for name, value in samples}
 
 
+def start_blackbox(link: Link, manifests: dict[str, Documents], root: Path, *, trusted: bool) -> None:
+    """blackbox-exporter as rendered, and the LMS over HTTPS (443) and plain HTTP (80);
+    `trusted`: the LMS's certificate chains to a CA blackbox trusts."""
+    blackbox = require("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
+    (root / "etc").mkdir()
+    (root / "etc" / "blackbox.yml").write_text(config(manifests, "blackbox-config", "blackbox.yml"))
+    ca, served = tls_files(root, [LMS])
+    (root / "server.py").write_text(SERVER)
+    link.start([sys.executable, root / "server.py", "443", root / "tls.log", served[LMS]], cwd=root)
+    link.start([sys.executable, root / "server.py", "80", root / "plain.log"], cwd=root)
+    args = local_args(container_args(manifests, "blackbox-exporter"), {"/etc/blackbox": root / "etc"})
+    assert f"--config.file={root}/etc/blackbox.yml" in args
+    # Without SSL_CERT_FILE, the test CA is trusted by nobody.
+    link.start([blackbox, *args], cwd=root, env={"SSL_CERT_FILE": str(ca)} if trusted else {})
+    assert link.http_until(9115, "/-/healthy").startswith(b"HTTP/1.1 200")
+
+
 def test_blackbox_loads_its_config_and_probes_over_tls(
     link: Link, hosts: Path, manifests: dict[str, Documents], tmp_path: Path
 ) -> None:
-    blackbox = require("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "blackbox.yml").write_text(config(manifests, "blackbox-config", "blackbox.yml"))
-    ca, served = tls_files(tmp_path, [LMS])
-    (tmp_path / "server.py").write_text(SERVER)
-    # HTTPS for the LMS on 443; the same names over plain HTTP on 80.
-    link.start(
-        [sys.executable, tmp_path / "server.py", "443", tmp_path / "tls.log", served[LMS]], cwd=tmp_path
-    )
-    link.start([sys.executable, tmp_path / "server.py", "80", tmp_path / "plain.log"], cwd=tmp_path)
-    args = local_args(container_args(manifests, "blackbox-exporter"), {"/etc/blackbox": tmp_path / "etc"})
-    assert f"--config.file={tmp_path}/etc/blackbox.yml" in args
-    link.start([blackbox, *args], cwd=tmp_path, env={"SSL_CERT_FILE": str(ca)})
-    assert link.http_until(9115, "/-/healthy").startswith(b"HTTP/1.1 200")
-
+    start_blackbox(link, manifests, tmp_path, trusted=True)
     good = probe(link, f"https://{LMS}/")
     assert good["probe_success"] == 1
     assert good["probe_ip_protocol"] == 6
@@ -219,18 +222,7 @@ def test_blackbox_loads_its_config_and_probes_over_tls(
 def test_blackbox_fails_a_certificate_that_does_not_verify(
     link: Link, hosts: Path, manifests: dict[str, Documents], tmp_path: Path
 ) -> None:
-    blackbox = require("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "blackbox.yml").write_text(config(manifests, "blackbox-config", "blackbox.yml"))
-    _, served = tls_files(tmp_path, [LMS])
-    (tmp_path / "server.py").write_text(SERVER)
-    link.start(
-        [sys.executable, tmp_path / "server.py", "443", tmp_path / "tls.log", served[LMS]], cwd=tmp_path
-    )
-    args = local_args(container_args(manifests, "blackbox-exporter"), {"/etc/blackbox": tmp_path / "etc"})
-    # No SSL_CERT_FILE: the test CA is trusted by nobody.
-    link.start([blackbox, *args], cwd=tmp_path)
-    link.http_until(9115, "/-/healthy")
+    start_blackbox(link, manifests, tmp_path, trusted=False)
     assert probe(link, f"https://{LMS}/")["probe_success"] == 0
 
 

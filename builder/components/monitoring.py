@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace
 from builder.cluster.digest import digest
-from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, internet
+from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, to_internet
+from builder.site import Role
 
 NAMESPACE = SCRAPER.namespace
 BLACKBOX = Pods(NAMESPACE, "blackbox-exporter")
@@ -42,18 +43,32 @@ class Monitoring(Component):
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports
-        node_ports = (ports["node_exporter"], ports["kubelet"], ports["apiserver"])
         return [
             Flow(SCRAPER, BLACKBOX, (ports["blackbox"],)),
+            # The nodes' own exporters, on the host network: matched by the node's address.
             *(
-                Flow(SCRAPER, Addresses(f"{cluster.overlays[node.name]}/128"), node_ports)
+                Flow(
+                    SCRAPER,
+                    Addresses((f"{cluster.overlays[node.name]}/128",)),
+                    _node_ports(ports, node.role is Role.SERVER),
+                    f"{node.name}'s node-exporter and k3s, on the host network",
+                )
                 for node in cluster.site.nodes
             ),
-            Flow(BLACKBOX, internet(str(cluster.networks.prefix)), (443,)),
+            # The certificate probes ask for the public names, which resolve to every server:
+            # to_internet also opens the local caddy-edge, where its own node sends them.
+            *to_internet(BLACKBOX, (443,), "the certificate probes of the public names"),
         ]
 
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {"config_sha256": digest(files["prometheus.yml"], files["alerts.yml"])}
+
+
+def _node_ports(ports: Mapping[str, int], server: bool) -> tuple[int, ...]:
+    """node-exporter and the kubelet everywhere; the API server only on servers (the backup
+    node runs a k3s agent, which serves none)."""
+    scraped = (ports["node_exporter"], ports["kubelet"])
+    return (*scraped, ports["apiserver"]) if server else scraped
 
 
 COMPONENT = Monitoring()

@@ -132,7 +132,9 @@ def test_the_workload_probes_and_serves_the_port_caddy_listens_on(manifests: dic
     assert [port.get("targetPort", port["port"]) for port in ports] == [PORT]
 
 
-def test_the_rendered_caddyfile_passes_caddy_validate(manifests: dict[str, Documents], tmp_path: Path) -> None:
+def test_the_rendered_caddyfile_passes_caddy_validate(
+    manifests: dict[str, Documents], tmp_path: Path
+) -> None:
     """As mounted, unedited (the serving tests above change its paths for this machine)."""
     path = tmp_path / "Caddyfile"
     path.write_text(config(manifests, "mfe-caddy-config", "Caddyfile"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from builder.cluster.flows import policies
@@ -97,6 +99,8 @@ def test_each_flow_opens_both_ends() -> None:
         "peers": [{"cidr": None, "except": [], "namespace": "edge", "name": "caddy-edge"}],
         "ports": (8000,),
     } in lms_in
-    # The internet never includes the cluster's own prefix.
+    # The internet is written out, and never includes the cluster's own prefix.
     issuer_out = rendered["edge", "caddy-issuer-egress"]["egress"]
-    assert any(rule["peers"][0]["except"] == [prefix] for rule in issuer_out)
+    blocks = [ipaddress.IPv6Network(p["cidr"]) for rule in issuer_out for p in rule["peers"] if p["cidr"]]
+    assert blocks == [ipaddress.IPv6Network("2000::/3")]
+    assert not any(block.overlaps(ipaddress.IPv6Network(prefix)) for block in blocks)

@@ -7,13 +7,24 @@ from typing import Any, ClassVar
 
 from builder.cluster.component import Cluster, Component, Namespace, Rendering, Scrape, SecretSpec
 from builder.cluster.digest import digest
-from builder.cluster.flows import ANYWHERE, Addresses, Flow, Pods, internet
+from builder.cluster.flows import (
+    EDGE,
+    EDGE_HOST_PORTS,
+    GLOBAL_UNICAST,
+    MYCELIUM,
+    Addresses,
+    Flow,
+    Pods,
+    to_internet,
+)
 from builder.cluster.self_signed import self_signed_pem
 from builder.render.browser_urls import Edge, check_browser_urls
 from builder.secrets import Recipe, Scope
 
-NAMESPACE = "edge"
-EDGE, ISSUER = Pods(NAMESPACE, "caddy-edge"), Pods(NAMESPACE, "caddy-issuer")
+NAMESPACE = EDGE.namespace
+ISSUER = Pods(NAMESPACE, "caddy-issuer")
+# Browsers: anyone on the internet, or on Mycelium reaching a node by its overlay address.
+CLIENTS = Addresses((GLOBAL_UNICAST, MYCELIUM))
 ACME_DIRECTORY = "acme-v02.api.letsencrypt.org-directory"
 
 
@@ -24,8 +35,8 @@ class Caddy(Component):
     namespaces = (Namespace(NAMESPACE, restricted=False),)
     ports: ClassVar[Mapping[str, int]] = {
         # Caddy listens unprivileged; the node's 80 and 443 map to these (hostPort).
-        "caddy_http": 8080,
-        "caddy_https": 8443,
+        "caddy_http": EDGE_HOST_PORTS[80],
+        "caddy_https": EDGE_HOST_PORTS[443],
         "caddy_metrics": 9180,
         "certificate": 8444,
         # The edge Caddy's own copies, on ::1 inside its pod.
@@ -87,7 +98,12 @@ class Caddy(Component):
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports
         return [
-            Flow(Addresses(ANYWHERE), EDGE, (ports["caddy_http"], ports["caddy_https"])),
+            Flow(
+                CLIENTS,
+                EDGE,
+                (ports["caddy_http"], ports["caddy_https"]),
+                "the sites, and ACME's HTTP-01 challenge",
+            ),
             Flow(EDGE, Pods("openedx", "lms"), (ports["openedx"],)),
             Flow(EDGE, Pods("openedx", "cms"), (ports["openedx"],)),
             Flow(EDGE, Pods("openedx", "mfe"), (ports["mfe"],)),
@@ -95,7 +111,7 @@ class Caddy(Component):
             Flow(EDGE, Pods("openedx", "meilisearch"), (ports["meilisearch"],)),
             Flow(EDGE, ISSUER, (ports["caddy_http"], ports["certificate"])),
             # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
-            Flow(ISSUER, internet(str(cluster.networks.prefix)), (443,)),
+            *to_internet(ISSUER, (443,), "ACME: the issuer asks the CA"),
         ]
 
     def scrapes(self, cluster: Cluster) -> list[Scrape]:

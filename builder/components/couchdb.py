@@ -19,7 +19,9 @@ from builder.cluster.flows import Flow, Pods
 from builder.secrets import Purpose
 
 NAMESPACE = "couchdb"
-PODS = Pods(NAMESPACE)
+MEMBERS = Pods(NAMESPACE, "couchdb")
+# The Job that joins the members into a cluster, over their HTTP API only.
+SETUP = Pods(NAMESPACE, "couchdb-setup")
 
 
 class CouchDB(Component):
@@ -68,10 +70,14 @@ class CouchDB(Component):
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports
-        return [Flow(PODS, PODS, (ports["couchdb"], ports["epmd"], ports["erlang"]))]
+        return [
+            # Members among themselves: the HTTP API, epmd and Erlang distribution.
+            Flow(MEMBERS, MEMBERS, (ports["couchdb"], ports["epmd"], ports["erlang"])),
+            Flow(SETUP, MEMBERS, (ports["couchdb"],)),
+        ]
 
     def scrapes(self, cluster: Cluster) -> list[Scrape]:
-        return [Scrape(PODS, (cluster.ports["couchdb_metrics"],))]
+        return [Scrape(MEMBERS, (cluster.ports["couchdb_metrics"],))]
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
         image = cluster.images.get(BACKUP_IMAGE)
@@ -83,7 +89,7 @@ class CouchDB(Component):
                 image=image,
                 uid=1000,
                 daily_at=(2, 0),
-                source=PODS,
+                source=MEMBERS,
                 ports=(cluster.ports["couchdb"],),
                 # The image's entrypoint is the backup agent.
                 args=(

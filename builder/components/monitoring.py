@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace, Scrape
 from builder.cluster.digest import digest
-from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, internet
+from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, to_internet
+from builder.site import Role
 
 NAMESPACE = SCRAPER.namespace
 BLACKBOX = Pods(NAMESPACE, "blackbox-exporter")
@@ -59,20 +60,27 @@ class Monitoring(Component):
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports
-        node_ports = (ports["node_exporter"], ports["kubelet"], ports["apiserver"])
         return [
             Flow(SCRAPER, BLACKBOX, (ports["blackbox"],)),
+            # The nodes' own exporters, on the host network: matched by the node's address.
             *(
-                Flow(SCRAPER, Addresses(f"{cluster.overlays[node.name]}/128"), node_ports)
+                Flow(
+                    SCRAPER,
+                    Addresses((f"{cluster.overlays[node.name]}/128",)),
+                    _node_ports(ports, node.role is Role.SERVER),
+                    f"{node.name}'s node-exporter and k3s, on the host network",
+                )
                 for node in cluster.site.nodes
             ),
-            Flow(BLACKBOX, internet(str(cluster.networks.prefix)), (443,)),
+            # The certificate probes ask for the public names, which resolve to every server:
+            # to_internet also opens the local caddy-edge, where its own node sends them.
+            *to_internet(BLACKBOX, (443,), "the certificate probes of the public names"),
             # Prometheus sends alerts; Alertmanager mails them through the relay, and
             # calls the webhook, wherever site.yaml says it is.
             Flow(SCRAPER, ALERTMANAGER, (ports["alertmanager"],)),
             Flow(ALERTMANAGER, SMTP_RELAY, (SMTP_RELAY_PORT,)),
             *(
-                [Flow(ALERTMANAGER, internet(str(cluster.networks.prefix)), (webhook_port(webhook),))]
+                to_internet(ALERTMANAGER, (webhook_port(webhook),), "site.yaml's alerts.webhook")
                 if (webhook := cluster.site.alerts.webhook)
                 else []
             ),
@@ -91,6 +99,13 @@ class Monitoring(Component):
 def webhook_port(url: str) -> int:
     parts = urlsplit(url)
     return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _node_ports(ports: Mapping[str, int], server: bool) -> tuple[int, ...]:
+    """node-exporter and the kubelet everywhere; the API server only on servers (the backup
+    node runs a k3s agent, which serves none)."""
+    scraped = (ports["node_exporter"], ports["kubelet"])
+    return (*scraped, ports["apiserver"]) if server else scraped
 
 
 COMPONENT = Monitoring()

@@ -11,13 +11,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from builder.cluster.component import Cluster, Component, Namespace, Rendering, SecretSpec
-from builder.cluster.flows import Flow, Pods, internet
+from builder.cluster.flows import Flow, Pods, to_internet
 from builder.cluster.k8s import Document
 from builder.render import openedx, tutor
 from builder.secrets import Purpose
 
 NAMESPACE = openedx.NAMESPACE
-PODS = Pods(NAMESPACE)
+LMS, CMS, MFE = Pods(NAMESPACE, "lms"), Pods(NAMESPACE, "cms"), Pods(NAMESPACE, "mfe")
+# The web apps and their Celery workers: the Open edX code that serves and sends.
+APPS = tuple(Pods(NAMESPACE, name) for name in (*openedx.WEB_APPS, *openedx.WORKERS))
+# Tutor's init tasks, one Job (render/openedx.py names its pods so).
+INIT = Pods(NAMESPACE, "openedx-init")
 
 
 class OpenEdx(Component):
@@ -46,12 +50,21 @@ class OpenEdx(Component):
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
+        port = (cluster.ports["openedx"],)
         return [
-            # Web apps, workers and the init job among themselves; the MFEs' Caddy asks
-            # the LMS for their runtime config.
-            Flow(PODS, PODS, (cluster.ports["openedx"],)),
-            # Studio's single sign-on and outgoing mail.
-            Flow(PODS, internet(str(cluster.networks.prefix)), (443, 25, 587)),
+            # Studio's single sign-on asks the LMS (http://lms:8000), the apps and workers
+            # call each other's APIs, and the MFEs' Caddy asks the LMS for their config.
+            *(Flow(client, server, port) for client in APPS for server in (LMS, CMS)),
+            Flow(MFE, LMS, port),
+            *(
+                flow
+                for app in APPS
+                for flow in to_internet(
+                    app,
+                    (443,),
+                    "LTI tools' keys, YouTube transcripts and other HTTPS services a course may name",
+                )
+            ),
         ]
 
     def documents(self, rendering: Rendering) -> dict[str, list[Document]]:

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from builder.cluster.component import BackupJob, Cluster, Component, Namespace, SecretSpec
-from builder.cluster.flows import Flow, Pods
+from builder.cluster.flows import Flow, Pods, to_internet
+from builder.components.openedx import APPS, INIT
 from builder.secrets import Purpose
 
 NAMESPACE = "openedx"
-OPENEDX = Pods(NAMESPACE)
+SMTP = Pods(NAMESPACE, "smtp")
 SNAPSHOT = ("sh", "-eu", "/scripts/snapshot.sh")
 
 
@@ -45,7 +46,21 @@ class OpenEdxDatastores(Component):
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
-        return [Flow(OPENEDX, OPENEDX, tuple(cluster.ports[name] for name in self.ports))]
+        ports = cluster.ports
+        stores = ("mysql", "mongodb", "redis", "meilisearch")
+        return [
+            # The apps, their workers and the init tasks (migrations, indexes, the first
+            # Celery task) use every store; only the apps and workers send mail.
+            *(
+                Flow(client, Pods(NAMESPACE, store), (ports[store],))
+                for client in (*APPS, INIT)
+                for store in stores
+            ),
+            *(Flow(app, SMTP, (ports["smtp"],)) for app in APPS),
+            # The relay delivers to the recipients' mail servers (25) or a submission
+            # smarthost (587); it is the only pod that speaks SMTP outwards.
+            *to_internet(SMTP, (25, 587), "the SMTP relay delivers mail"),
+        ]
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
         # Each with its image's own dump tool, through the snapshot script.

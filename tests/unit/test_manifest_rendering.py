@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
-from builder.cluster.flows import policies
+from builder.cluster.flows import EDGE, INTERNET, Flow, Pods, policies, to_internet
 from builder.errors import MeshseedError
 from builder.manifests import registry
 from builder.render.manifest_rules import check_manifest
@@ -97,6 +99,37 @@ def test_each_flow_opens_both_ends() -> None:
         "peers": [{"cidr": None, "except": [], "namespace": "edge", "name": "caddy-edge"}],
         "ports": (8000,),
     } in lms_in
-    # The internet never includes the cluster's own prefix.
+    # The internet is written out, and never includes the cluster's own prefix.
     issuer_out = rendered["edge", "caddy-issuer-egress"]["egress"]
-    assert any(rule["peers"][0]["except"] == [prefix] for rule in issuer_out)
+    blocks = [ipaddress.IPv6Network(p["cidr"]) for rule in issuer_out for p in rule["peers"] if p["cidr"]]
+    assert blocks == [ipaddress.IPv6Network("2000::/3")]
+    assert not any(block.overlaps(ipaddress.IPv6Network(prefix)) for block in blocks)
+
+
+def test_internet_egress_needs_a_reason_and_opens_the_local_edge() -> None:
+    client = Pods("openedx", "lms")
+    with pytest.raises(ValueError, match="reason"):
+        to_internet(client, (443,), "")
+    with pytest.raises(ValueError, match="reason"):
+        policies([Flow(client, INTERNET, (443,))])
+    assert to_internet(client, (25, 587), "mail") == [Flow(client, INTERNET, (25, 587), "mail")]
+    (_, local) = to_internet(client, (443,), "probes")
+    assert (local.destination, local.ports) == (EDGE, (8443,))
+
+
+def test_address_ranges_are_written_out_never_any() -> None:
+    """kube-router reads ::/0 as 2000::/3 + fd00::/8; every range is explicit instead."""
+    site = load_site(REPO / "site.yaml")
+    overlays = {node.name: f"4{index:02x}::1" for index, node in enumerate(site.nodes, start=1)}
+    gathered = registry.gather(site, overlays, {"mysql": "mysql@sha256:0", "mongodb": "mongo@sha256:0"})
+    blocks = [
+        ipaddress.IPv6Network(peer["cidr"])
+        for policy in policies(list(gathered.flows))
+        for rule in policy["ingress"] + policy["egress"]
+        for peer in rule["peers"]
+        if peer["cidr"]
+    ]
+    assert blocks and all(block.prefixlen > 0 for block in blocks)
+    rendered = {(p["namespace"], p["name"]): p for p in policies(list(gathered.flows))}
+    edge_in = rendered["edge", "caddy-edge-ingress"]["ingress"]
+    assert [peer["cidr"] for peer in edge_in[0]["peers"]] == ["2000::/3", "400::/7"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace
+from builder.cluster.component import METRICS_PATH, Cluster, Component, Namespace
 from builder.cluster.digest import digest
 from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, internet
 
@@ -37,7 +37,8 @@ class Monitoring(Component):
         return {
             "namespace": NAMESPACE,
             "node_exporter_port": cluster.ports["node_exporter"],
-            "textfile_dir": f"{BACKUP_PATH}/metrics",
+            # Only the backup node has it, and only its node-exporter reads it.
+            "textfile_dir": METRICS_PATH if cluster.backup_node is not None else None,
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:

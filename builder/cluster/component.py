@@ -158,6 +158,14 @@ class Component:
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
         return []
 
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        """The node roles its workloads of each image are scheduled on: the air-gap bundle
+        of a role holds these images. By default its `images` run on the servers, where
+        `server_selector` places them; its backup jobs' images are added for the backup
+        node from backup_jobs(). tests/integration/test_placement.py checks every
+        component's answer against the rendered manifests' selectors and tolerations."""
+        return {name: frozenset({Role.SERVER}) for name in self.images}
+
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Digests of its configuration, merged into its inputs: a change rolls its pods."""
         return {}

@@ -14,6 +14,7 @@ from builder.cluster.component import (
     Namespace,
 )
 from builder.cluster.flows import Flow, Pods
+from builder.site import Role
 
 NAMESPACE = "backup"
 BACKUP_GROUP = 1000
@@ -64,6 +65,10 @@ class Backup(Component):
             # What each job leaves a success time for (the rotation is no kind of backup).
             "kinds": [job.kind for job in cluster.backup_jobs],
         }
+
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        # The rotation, once our image is pinned; the jobs' images come from backup_jobs().
+        return {BACKUP_IMAGE: frozenset({Role.BACKUP})} if BACKUP_IMAGE in cluster.images else {}
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         return [

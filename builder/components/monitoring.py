@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from builder.cluster.component import METRICS_PATH, Cluster, Component, Namespace
 from builder.cluster.digest import digest
 from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, internet
+from builder.site import Role
 
 NAMESPACE = SCRAPER.namespace
 BLACKBOX = Pods(NAMESPACE, "blackbox-exporter")
@@ -40,6 +41,10 @@ class Monitoring(Component):
             # Only the backup node has it, and only its node-exporter reads it.
             "textfile_dir": METRICS_PATH if cluster.backup_node is not None else None,
         }
+
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        # node-exporter is a DaemonSet on every node; the rest stay on the servers.
+        return {**super().image_roles(cluster), "node-exporter": frozenset(Role)}
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports

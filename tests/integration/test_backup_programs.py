@@ -280,3 +280,49 @@ def test_node_exporter_elsewhere_has_no_textfile_collector(dist: Path, link: Lin
     metrics = link.http(9100, "/metrics").decode()
     assert "node_exporter_build_info" in metrics
     assert not re.search(r"^node_textfile_scrape_error 1$", metrics, re.M), metrics
+
+
+# Stand-ins for the mongo image's mongosh and mongodump, which Debian does not ship: each
+# writes the archive as the case says. The real mongodump archive starts with 0x8199e26d.
+MONGODUMP = {
+    "complete": 'printf "\\155\\342\\231\\201archive" | gzip > "$archive"',
+    "exit status": 'printf "\\155\\342\\231\\201arch" | gzip > "$archive"; exit 1',
+    "truncated gzip": 'printf "\\155\\342\\231\\201archive" | gzip | head -c 15 > "$archive"',
+    "empty archive": 'gzip < /dev/null > "$archive"',
+}
+
+
+@pytest.mark.parametrize("case", sorted(MONGODUMP))
+def test_a_mongodb_snapshot_is_kept_only_when_mongodump_succeeded_with_an_archive(
+    dist: Path, tmp_path: Path, case: str
+) -> None:
+    backup = documents(dist, "backup")
+    script = tmp_path / "snapshot.sh"
+    script.write_text(named(backup, "ConfigMap", "backup-scripts")["data"]["snapshot.sh"])
+    (container,) = pod(named(backup, "CronJob", "backup-mongodb"))["containers"]
+    command = [str(script) if part == "/scripts/snapshot.sh" else part for part in container["command"]]
+    tools = tmp_path / "stand-ins"
+    tools.mkdir()
+    (tools / "mongosh").write_text("#!/bin/sh\necho 1\n")
+    (tools / "mongodump").write_text(
+        '#!/bin/sh\nfor arg; do case "$arg" in --archive=*) archive=${arg#--archive=} ;; esac; done\n'
+        + MONGODUMP[case]
+        + "\n"
+    )
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    env = {
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "BACKUP_ROOT": str(tmp_path / "backups"),
+        "METRICS_DIR": str(tmp_path / "metrics"),
+    }
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "stand-ins" not in p.parts)
+    if case == "complete":
+        assert result.returncode == 0, result.stderr
+        (taken,) = (tmp_path / "backups" / "mongodb").iterdir()
+        assert agent("verify", str(taken)).returncode == 0
+        assert (tmp_path / "metrics" / "mongodb.prom").exists()
+    else:
+        assert result.returncode != 0
+        assert left == ["backups", "backups/mongodb", "metrics", "snapshot.sh"], left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from builder.artifacts import Artifacts, build_binary
@@ -48,11 +49,18 @@ class AirgapPlan:
         return [*self.bundles.values(), *self.binaries.values()]
 
 
-def plan_airgap(roles: set[str], lock: Lock, settings: AirgapSettings, epoch: int) -> AirgapPlan:
+def plan_airgap(
+    roles: set[str],
+    lock: Lock,
+    settings: AirgapSettings,
+    epoch: int,
+    placement: Mapping[str, frozenset[str]] | None = None,
+) -> AirgapPlan:
+    """`placement`: image name -> the roles its workloads are scheduled on (Lock.images_for)."""
     images = {name: image_derivation(name, image, settings) for name, image in sorted(lock.images.items())}
     bundles = {}
     for role in sorted(roles):
-        wanted = lock.images_for(role)
+        wanted = lock.images_for(role, placement)
         if wanted:
             bundles[role] = Derivation(
                 name=f"airgap-{role}",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from builder.det.jsonfmt import canonical_json
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import EMPTY_LOCK, Lock
+from builder.manifests import registry
 from builder.manifests.derivation import manifests_derivation, missing_images
 from builder.render.dns import zone_derivation
 from builder.render.node import NodePlan, check_downloads, mesh_derivation
@@ -57,12 +58,16 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
             dist_path=".",
         )
     ]
+    node_plan = NodePlan(
+        {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
+    )
     bundles: dict[str, Derivation] = {}
     if settings.airgap is not None:
         from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
 
         roles = {node.role.value for node in site.nodes}
-        airgap = plan_airgap(roles, settings.lock, settings.airgap, settings.epoch)
+        placement = image_placement(site, settings, node_plan)
+        airgap = plan_airgap(roles, settings.lock, settings.airgap, settings.epoch, placement)
         bundles = airgap.bundles
         derivations += airgap.derivations()
         if settings.pins is not None:
@@ -70,9 +75,6 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 nodes = [node.name for node in site.nodes if node.role.value == role]
                 bundle = bundles.get(role)
                 derivations.append(payload_derivation(role, nodes, airgap.binaries, bundle, settings.epoch))
-    node_plan = NodePlan(
-        {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
-    )
     mesh = mesh_derivation(site, node_plan)
     if settings.pins is not None:
         if settings.airgap is None:
@@ -109,6 +111,23 @@ def pinned_images(lock: Lock | None) -> dict[str, str]:
     return {name: image.pinned for name, image in lock.images.items()} if lock is not None else {}
 
 
+def _overlays(node_plan: NodePlan) -> dict[str, str]:
+    return {name: str(identity.overlay_address) for name, identity in node_plan.identities.items()}
+
+
+def image_placement(site: Site, settings: BuildSettings, node_plan: NodePlan) -> dict[str, frozenset[str]]:
+    """Image name -> the node roles the manifests' workloads of that image are scheduled on,
+    as the components declare them; empty while the manifests are left out (no workloads)."""
+    images = pinned_images(settings.pins)
+    if missing_images(images):
+        return {}
+    gathered = registry.gather(site, _overlays(node_plan), images, tutor_images(settings.pins))
+    return {
+        name: frozenset(role.value for role in roles)
+        for name, roles in registry.image_roles(gathered).items()
+    }
+
+
 def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> Derivation | None:
     """The manifests, once images.lock pins every image they run."""
     images = pinned_images(settings.pins)
@@ -116,7 +135,7 @@ def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> 
         return None
     return manifests_derivation(
         site,
-        overlays={name: str(identity.overlay_address) for name, identity in node_plan.identities.items()},
+        overlays=_overlays(node_plan),
         images=images,
         deriver=settings.deriver,
         tutor_images=tutor_images(settings.pins),

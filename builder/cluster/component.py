@@ -25,8 +25,14 @@ from builder.site import Role, Site
 # Our backup agent's image, once `meshseed publish` has pinned it in images.lock; the
 # backup jobs that need it are left out until then.
 BACKUP_IMAGE = "backup"
-# Where the backup node keeps them, on its own disk (node-setup makes the folder).
+# Where the backup node keeps them, on its own disk (node-setup makes the folder). Its
+# parent /var/lib/meshseed is private (0700).
 BACKUP_PATH = "/var/lib/meshseed/backups"
+# The backup jobs' last success times, for node-exporter's textfile collector: outside
+# /var/lib/meshseed, world-readable (0755, files 0644), since node-exporter runs as nobody
+# with no capabilities. Only the backup node has it; the jobs see it at METRICS_MOUNT.
+METRICS_PATH = "/var/lib/meshseed-metrics"
+METRICS_MOUNT = "/metrics"
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,14 @@ class Component:
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
         return []
+
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        """The node roles its workloads of each image are scheduled on: the air-gap bundle
+        of a role holds these images. By default its `images` run on the servers, where
+        `server_selector` places them; its backup jobs' images are added for the backup
+        node from backup_jobs(). tests/integration/test_placement.py checks every
+        component's answer against the rendered manifests' selectors and tolerations."""
+        return {name: frozenset({Role.SERVER}) for name in self.images}
 
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Digests of its configuration, merged into its inputs: a change rolls its pods."""

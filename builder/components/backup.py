@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from builder.cluster.component import BACKUP_IMAGE, BACKUP_PATH, Cluster, Component, Namespace
+from builder.cluster.component import (
+    BACKUP_IMAGE,
+    BACKUP_PATH,
+    METRICS_MOUNT,
+    METRICS_PATH,
+    Cluster,
+    Component,
+    Namespace,
+)
 from builder.cluster.flows import Flow, Pods
+from builder.site import Role
 
 NAMESPACE = "backup"
 BACKUP_GROUP = 1000
@@ -41,6 +50,9 @@ class Backup(Component):
             "node": cluster.backup_node,
             "path": BACKUP_PATH,
             "capacity": "200Gi",
+            # The last success times, apart from the backups: node-exporter reads them.
+            "metrics_path": METRICS_PATH,
+            "metrics_mount": METRICS_MOUNT,
             # Our agent's group; every job writes group-writable files (umask 002).
             "group": BACKUP_GROUP,
             "jobs": jobs + ([rotate] if rotate else []),
@@ -50,7 +62,13 @@ class Backup(Component):
                 name: _secret_key(name) for job in cluster.backup_jobs for name in job.credentials.values()
             },
             "max_age_hours": 26,
+            # What each job leaves a success time for (the rotation is no kind of backup).
+            "kinds": [job.kind for job in cluster.backup_jobs],
         }
+
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        # The rotation, once our image is pinned; the jobs' images come from backup_jobs().
+        return {BACKUP_IMAGE: frozenset({Role.BACKUP})} if BACKUP_IMAGE in cluster.images else {}
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         return [

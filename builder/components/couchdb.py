@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from builder.cluster.component import (
     BACKUP_IMAGE,
+    METRICS_MOUNT,
     BackupJob,
     Cluster,
     Component,
@@ -99,7 +100,7 @@ class CouchDB(Component):
                     "--out",
                     "/backups/couchdb",
                     "--metrics",
-                    "/backups/metrics",
+                    METRICS_MOUNT,
                 ),
                 env={"COUCHDB_USER": "admin"},
                 credentials={"COUCHDB_PASSWORD": "couchdb_password"},

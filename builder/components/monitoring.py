@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from builder.cluster.component import BACKUP_PATH, Cluster, Component, Namespace, Scrape
+from builder.cluster.component import METRICS_PATH, Cluster, Component, Namespace, Scrape
 from builder.cluster.digest import digest
 from builder.cluster.flows import SCRAPER, Addresses, Flow, Pods, to_internet
 from builder.site import Role
@@ -50,13 +50,18 @@ class Monitoring(Component):
         return {
             "namespace": NAMESPACE,
             "node_exporter_port": cluster.ports["node_exporter"],
-            "textfile_dir": f"{BACKUP_PATH}/metrics",
+            # Only the backup node has it, and only its node-exporter reads it.
+            "textfile_dir": METRICS_PATH if cluster.backup_node is not None else None,
             "alert_email": cluster.site.alerts.email or f"postmaster@{cluster.site.domain}",
             "alert_webhook": cluster.site.alerts.webhook,
             "smtp_relay": f"{SMTP_RELAY.name}.{SMTP_RELAY.namespace}.svc.cluster.local:{SMTP_RELAY_PORT}",
             "volume_gib": PROMETHEUS_VOLUME_GIB,
             "retention_gb": PROMETHEUS_RETENTION_GB,
         }
+
+    def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
+        # node-exporter is a DaemonSet on every node; the rest stay on the servers.
+        return {**super().image_roles(cluster), "node-exporter": frozenset(Role)}
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports

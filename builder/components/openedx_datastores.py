@@ -16,7 +16,9 @@ from builder.secrets import Purpose
 
 NAMESPACE = "openedx"
 SMTP = Pods(NAMESPACE, "smtp")
-SNAPSHOT = ("sh", "-eu", "/scripts/snapshot.sh")
+# bash in both images (Oracle Linux's and Ubuntu's); the script sets pipefail, which the
+# mongo image's sh (dash) lacks.
+SNAPSHOT = ("bash", "/scripts/snapshot.sh")
 
 
 class OpenEdxDatastores(Component):
@@ -41,8 +43,10 @@ class OpenEdxDatastores(Component):
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
         ports = cluster.ports
         return {
-            "mysql_host": f"mysql.{NAMESPACE}.svc.cluster.local --port {ports['mysql']}",
-            "mongodb_host": f"mongodb.{NAMESPACE}.svc.cluster.local:{ports['mongodb']}",
+            "mysql_host": f"mysql.{NAMESPACE}.svc.cluster.local",
+            "mysql_port": ports["mysql"],
+            "mongodb_host": f"mongodb.{NAMESPACE}.svc.cluster.local",
+            "mongodb_port": ports["mongodb"],
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:

@@ -6,6 +6,7 @@ sha256 of the upstream.yaml it came from, so a changed upstream.yaml makes it st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,18 @@ class Lock:
         """Whether `meshseed lock` has pinned upstream.yaml (k3s, Mycelium, upstream images) yet."""
         return bool(self.upstream_sha256)
 
-    def images_for(self, role: str) -> dict[str, LockedImage]:
-        return {name: image for name, image in sorted(self.images.items()) if role in image.roles}
+    def images_for(
+        self, role: str, placement: Mapping[str, frozenset[str]] | None = None
+    ) -> dict[str, LockedImage]:
+        """The images a node of `role` needs. An image the cluster's workloads run is
+        needed where one of them is scheduled (`placement`: image name -> roles, from the
+        components); any other (k3s's own images) where upstream.yaml's `roles` say."""
+        where = placement or {}
+        return {
+            name: image
+            for name, image in sorted(self.images.items())
+            if role in where.get(name, frozenset(image.roles))
+        }
 
 
 EMPTY_LOCK = Lock("", "", "", (), {}, {}, {})

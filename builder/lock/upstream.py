@@ -42,7 +42,13 @@ Version = Annotated[str, pattern_scalar(r"v\d+\.\d+\.\d+([+-][\w.+-]+)?", "a rel
 class UpstreamImage:
     name: Label = field(metadata={"doc": "How manifests and bundles refer to the image."})
     image: TaggedImage = field(metadata={"doc": "The image by tag, e.g. docker.io/library/couchdb:3.4.3."})
-    roles: tuple[Role, ...] = field(metadata={"doc": "Node roles that run it.", "min_items": 1})
+    roles: tuple[Role, ...] = field(
+        metadata={
+            "doc": "Node roles whose air-gap bundle holds it, for an image no cluster component runs; "
+            "an image the manifests run goes to the roles its workloads are scheduled on instead.",
+            "min_items": 1,
+        }
+    )
     tutor: TutorSetting | None = field(
         default=None,
         metadata={

@@ -23,7 +23,7 @@ from builder.cluster.flows import SCRAPER, Flow, merged, policies
 from builder.errors import MeshseedError
 from builder.network import cluster_networks
 from builder.secrets import RECIPES, Purpose, Recipe
-from builder.site import Site
+from builder.site import Role, Site
 
 _extra: list[Component] = []
 
@@ -153,6 +153,20 @@ def gather(
         flows=tuple(merged(flows)),
         secrets=_one_owner("secret", [(n, s, c.name) for c in enabled for n, s in c.secrets.items()]),
     )
+
+
+def image_roles(gathered: Gathered) -> dict[str, frozenset[Role]]:
+    """Image name -> the node roles its workloads are scheduled on, from every enabled
+    component's declarations and the backup jobs (which run on the backup node)."""
+    cluster = gathered.cluster
+    by_reference = {reference: name for name, reference in cluster.images.items()}
+    claims: dict[str, set[Role]] = {}
+    for component in gathered.components:
+        for name, roles in component.image_roles(cluster).items():
+            claims.setdefault(name, set()).update(roles)
+    for job in cluster.backup_jobs:
+        claims.setdefault(by_reference[job.image], set()).add(Role.BACKUP)
+    return {name: frozenset(roles) for name, roles in sorted(claims.items())}
 
 
 def public_inputs(gathered: Gathered) -> dict[str, Any]:

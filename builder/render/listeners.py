@@ -56,6 +56,8 @@ LISTENERS: Mapping[str, Listener] = {
     "caddy-issuer": Listener("Caddy binds every address for its sites", NETNS),
     "prometheus": Listener("--web.listen-address=[::]:9090", NETNS),
     "blackbox-exporter": Listener("--web.listen-address=[::]:9115", NETNS),
+    # tests/integration/test_alerting_programs.py runs it in the namespace.
+    "alertmanager": Listener("--web.listen-address=[::]:9093; no cluster listener", NETNS),
     "node-exporter": Listener("--web.listen-address=[::]:9100, on the node", NETNS),
 }
 

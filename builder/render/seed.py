@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from builder.cluster.component import BACKUP_PATH
+from builder.cluster.component import BACKUP_PATH, METRICS_PATH
 from builder.det.compress import gzip_bytes
 from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
@@ -64,6 +64,7 @@ def seed_derivation(
     """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster."""
     inputs = base_inputs(site, node, epoch)
     inputs["backup_path"] = BACKUP_PATH if node.role is Role.BACKUP else None
+    inputs["metrics_path"] = METRICS_PATH if node.role is Role.BACKUP else None
     # Every server applies the same manifests; agents and the backup node apply none.
     carried = manifests if lock is not None and node.role is Role.SERVER else None
     names: tuple[str, ...] = SEED_FILES

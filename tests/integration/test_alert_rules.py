@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -186,3 +187,66 @@ def test_a_missing_couchdb_member_alerts(manifests: dict[str, Documents], tmp_pa
         }
     ]
     promtool_test(config(manifests, "prometheus-config", "alerts.yml"), cases, tmp_path)
+
+
+def backup_series(kind: str, values: str) -> dict[str, str]:
+    metric = "meshseed_backup_last_success_timestamp_seconds"
+    return {"series": f'{metric}{{job="node",instance="vault",kind="{kind}"}}', "values": values}
+
+
+def backup_alerts(kinds: list[str]) -> list[dict[str, object]]:
+    return [
+        {
+            "exp_labels": {"kind": kind, "severity": "critical"},
+            "exp_annotations": {"summary": f"No successful {kind} backup in the last 26 hours"},
+        }
+        for kind in kinds
+    ]
+
+
+def test_each_backup_kind_alerts_on_its_own_when_missing_or_too_old(
+    manifests: dict[str, Documents], tmp_path: Path
+) -> None:
+    rules = config(manifests, "prometheus-config", "alerts.yml")
+    # The kinds the example site backs up without our backup image pinned (no couchdb).
+    kinds = sorted(
+        set(re.findall(r'absent\(meshseed_backup_last_success_timestamp_seconds\{kind="(\w+)"\}\)', rules))
+    )
+    assert kinds == ["mongodb", "mysql"]
+    # A success time that keeps up with the clock (time() starts at 0), sampled each minute.
+    fresh = "0+60x1800"
+    cases = [
+        # Every kind succeeds: nothing fires.
+        {
+            "interval": "1m",
+            "input_series": [backup_series(kind, fresh) for kind in kinds],
+            "alert_rule_test": [{"eval_time": "20m", "alertname": "BackupTooOld", "exp_alerts": []}],
+        },
+        # MySQL succeeds, MongoDB never did: MongoDB alone is missing, after `for:`.
+        {
+            "interval": "1m",
+            "input_series": [backup_series("mysql", fresh)],
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "BackupTooOld", "exp_alerts": []},
+                {"eval_time": "20m", "alertname": "BackupTooOld", "exp_alerts": backup_alerts(["mongodb"])},
+            ],
+        },
+        # MySQL's last success stays at time 0: too old after 26 hours (and 15 minutes).
+        {
+            "interval": "1m",
+            "input_series": [backup_series("mysql", "0x1800"), backup_series("mongodb", fresh)],
+            "alert_rule_test": [
+                {"eval_time": "25h", "alertname": "BackupTooOld", "exp_alerts": []},
+                {"eval_time": "26h20m", "alertname": "BackupTooOld", "exp_alerts": backup_alerts(["mysql"])},
+            ],
+        },
+        # No backup ever: each kind alerts.
+        {
+            "interval": "1m",
+            "input_series": [],
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": "BackupTooOld", "exp_alerts": backup_alerts(kinds)},
+            ],
+        },
+    ]
+    promtool_test(rules, cases, tmp_path)

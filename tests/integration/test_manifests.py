@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,6 @@ import yaml
 from builder.errors import MeshseedError
 from builder.render.tutor import full_config
 from builder.secrets import RECIPES, Purpose, SecretDeriver
-from tests.backup.couchdb_fixtures import agent
 from tests.conftest import EXAMPLE_SITE, REPO
 from tests.integration.cli import meshseed
 from tests.leaks import derived_values
@@ -329,39 +327,6 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
     files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))
     validated = kubernetes_validate(files)
     assert validated.returncode == 0, validated.stdout
-
-
-def test_the_datastore_snapshot_script_writes_a_manifest_the_agent_verifies(
-    example: Path, tmp_path: Path
-) -> None:
-    files = config_map_files(example, "backup.yaml", "backup-scripts", tmp_path)
-    # A clearly named stand-in for the mysql image's own mysqldump, which is not installed here.
-    tools = tmp_path / "stand-ins"
-    tools.mkdir()
-    (tools / "mysqldump").write_text("#!/bin/sh\necho '-- stand-in dump'\necho 'CREATE TABLE t (x INT);'\n")
-    (tools / "mysqldump").chmod(0o755)
-    backups = tmp_path / "backups"
-    env = {
-        **os.environ,
-        "PATH": f"{tools}:{os.environ['PATH']}",
-        "BACKUP_ROOT": str(backups),
-        "MYSQL_ROOT_PASSWORD": "x",
-    }
-    result = subprocess.run(
-        ["sh", "-eu", str(files["snapshot.sh"]), "mysql"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (snapshot,) = (backups / "mysql").iterdir()
-    assert re.fullmatch(r"\d{8}T\d{6}Z", snapshot.name)
-    verified = agent("verify", str(snapshot))
-    assert verified.returncode == 0, verified.stderr
-    manifest = json.loads((snapshot / "manifest.json").read_text())
-    assert manifest["kind"] == "mysql" and list(manifest["files"]) == ["all-databases.sql.gz"]
-    assert 'kind="mysql"' in (backups / "metrics" / "mysql.prom").read_text()
 
 
 def test_celery_concurrency_fits_the_worker_limit_and_media_private_is_writable(example: Path) -> None:

@@ -44,9 +44,9 @@ class Server:
             return json.loads(response.read() or b"null")
 
 
-def start_pouchdb(work: Path) -> Server:
+def start_pouchdb(work: Path, port: int | None = None) -> Server:
     program = require("pouchdb-server", "npm: pouchdb-server (.ci/run installs it)")
-    port = free_port()
+    port = port or free_port()
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     # pouchdb-server writes its /_config (with any admin's password hash) to config.json and
@@ -77,9 +77,9 @@ def start_pouchdb(work: Path) -> Server:
 
 
 @contextlib.contextmanager
-def running_pouchdb(work: Path) -> Iterator[Server]:
+def running_pouchdb(work: Path, port: int | None = None) -> Iterator[Server]:
     """A pouchdb-server for the length of the block; ended by its PID afterwards."""
-    server = start_pouchdb(work)
+    server = start_pouchdb(work, port)
     try:
         yield server
     finally:

@@ -12,8 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.backup.couchdb_fixtures import Server, agent, agent_process, everything, fill
+from tests.backup.couchdb_fixtures import Server, agent, agent_process, everything, fill, running_pouchdb
 from tests.backup.seqproxy import opaque_sequences
+from tests.integration.oci_fixtures import free_port
 
 MB = 1 << 20
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z$")
@@ -224,3 +225,34 @@ def test_credentials_never_reach_the_output(pouchdb: Server, tmp_path: Path) -> 
     assert "s3cret-pw" not in result.stdout + result.stderr + (snapshot / "manifest.json").read_text()
     failed = agent("check", "--url", "http://admin:s3cret-pw@127.0.0.1:9/")
     assert failed.returncode == 1 and "s3cret-pw" not in failed.stderr
+
+
+def test_the_first_contact_waits_for_a_server_not_yet_reachable(tmp_path: Path) -> None:
+    """A new Job pod is let through only at kube-router's next sync: the backup keeps
+    trying its first contact, and succeeds once the server answers."""
+    port = free_port()
+    started = time.monotonic()
+    backup = agent_process("couchdb", "--url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "out"))
+    try:
+        time.sleep(3)
+        with running_pouchdb(tmp_path / "late", port=port) as server:
+            server.call("PUT", "/late")
+            out, err = backup.communicate(timeout=120)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait()
+    assert backup.returncode == 0, err
+    assert "backup: wrote" in out
+    assert time.monotonic() - started >= 3
+
+
+def test_a_server_that_never_answers_fails_after_the_wait(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = agent(
+        "couchdb", "--url", f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path / "out"), "--wait", "4"
+    )
+    assert result.returncode == 1
+    assert "did not answer within 4 s" in result.stderr
+    assert 3 <= time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from backup_agent import __version__
-from backup_agent.couch import Couch, CouchError
+from backup_agent.couch import FIRST_CONTACT_SECONDS, Couch, CouchError
 from backup_agent.dump import dump_server
 from backup_agent.restore import NotEmptyError, restore
 from backup_agent.rotation import Retention, rotate_tree
@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--db", action="append", help="only this database (repeatable)")
     dump.add_argument("--metrics", type=Path, help="directory for the last-success metric (node-exporter)")
+    dump.add_argument(
+        "--wait",
+        type=float,
+        default=FIRST_CONTACT_SECONDS,
+        help="seconds to keep trying the first contact (a new pod may not be let through yet)",
+    )
 
     back = commands.add_parser("restore", help="restore a snapshot into empty databases")
     back.add_argument("--from", dest="snapshot", type=Path, required=True, help="the snapshot directory")
@@ -92,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return check(args.url, args.timeout)
     if args.command == "couchdb":
         now = dt.datetime.now(dt.UTC)
-        snapshot = dump_server(Couch(args.url), args.out, now, args.db)
+        couch = Couch(args.url)
+        couch.wait_until_reachable(args.wait)
+        snapshot = dump_server(couch, args.out, now, args.db)
         if args.metrics:
             write_metric(args.metrics, "couchdb", now)
         print(f"backup: wrote {snapshot}")

@@ -11,12 +11,18 @@ import copy
 import http.client
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 CHUNK = 1 << 16
 TIMEOUT = 300.0
+# How long a new pod keeps trying its first contact: kube-router adds a new pod's address
+# to the sources a NetworkPolicy allows only at its next sync, and until then the
+# server's side drops the packets (a known race with short-lived Job pods).
+FIRST_CONTACT_SECONDS = 60.0
+FIRST_CONTACT_TIMEOUT = 5.0
 
 
 class CouchError(Exception):
@@ -78,6 +84,24 @@ class Couch:
             kind = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
             self._connection = kind(self._host, self._port, timeout=self._timeout)
         return self._connection
+
+    def wait_until_reachable(self, within: float = FIRST_CONTACT_SECONDS) -> None:
+        """Ask for the server's welcome until it answers, backing off 1, 2, 4, 8 s..., for
+        `within` seconds at most; then fail naming the last error."""
+        probe = Couch.__new__(Couch)
+        probe.__dict__.update(self.__dict__, _connection=None, _timeout=FIRST_CONTACT_TIMEOUT)
+        deadline = time.monotonic() + within
+        delay = 1.0
+        while True:
+            try:
+                probe.json("GET", "/")
+                return
+            except (CouchError, OSError, ValueError) as error:
+                probe.close()
+                if time.monotonic() + delay > deadline:
+                    raise CouchError(f"{self.url} did not answer within {within:g} s: {error}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 16.0)
 
     def close(self) -> None:
         if self._connection is not None:

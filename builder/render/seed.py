@@ -94,6 +94,15 @@ def seed_derivation(
     )
 
 
+def join_tokens(ctx: BuildContext, *, server: bool) -> dict[str, str]:
+    """Servers hold the server token and the agent token they accept; agents and the
+    backup node hold the agent token alone, so none of them can join as a server."""
+    agent = ctx.secrets.derive(Purpose.K3S_AGENT_TOKEN).text
+    if server:
+        return {"token": ctx.secrets.derive(Purpose.K3S_TOKEN).text, "agent-token": agent}
+    return {"token": agent}
+
+
 def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
     """The template context: the inputs, plus the secrets and the rendered helper files."""
     context: dict[str, Any] = dict(ctx.inputs)
@@ -106,7 +115,7 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
         context["bundle_file"] = bundle.staged_name
     mesh = read_mesh(ctx.dep(context["mesh"]))
-    settings = {**context["k3s"]["settings"], "token": ctx.secrets.derive(Purpose.K3S_TOKEN).text}
+    settings = {**context["k3s"]["settings"], **join_tokens(ctx, server=context["k3s"]["server"])}
     if context["k3s"]["server"]:
         settings["tls-san"] = mesh["tls_san"]
     peers = peers_of(mesh, context["node"]["name"], context["mycelium"]["extra_peers"])

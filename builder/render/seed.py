@@ -14,6 +14,7 @@ from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
+from builder.render.firewall import firewall_inputs
 from builder.render.manifest_rules import SECRET_SUFFIX
 from builder.render.node import (
     LOG_FILE,
@@ -42,6 +43,8 @@ HELPERS = {
     "wait_for_overlay": "wait-for-overlay.sh",
     "mycelium_service": "mycelium.service",
     "node_setup_service": "node-setup.service",
+    "firewall": "firewall.nft",
+    "firewall_service": "firewall.service",
 }
 SEED_LABEL = "cidata"
 # user-data carries the node's secrets; the ISO holds user-data.
@@ -82,6 +85,7 @@ def seed_derivation(
             refused_status=REFUSED_STATUS,
             payload_label=PAYLOAD_LABEL,
             manifests=carried.name if carried is not None else None,
+            firewall=firewall_inputs(node),
         )
     return Derivation(
         name=f"seed-{node.name}",
@@ -115,6 +119,7 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
         context["bundle_file"] = bundle.staged_name
     mesh = read_mesh(ctx.dep(context["mesh"]))
+    context["overlays"] = mesh["overlays"]
     settings = {**context["k3s"]["settings"], **join_tokens(ctx, server=context["k3s"]["server"])}
     if context["k3s"]["server"]:
         settings["tls-san"] = mesh["tls_san"]

@@ -143,7 +143,10 @@ def test_mycelium_and_k3s_require_the_firewall(seeds: dict[str, Any]) -> None:
         mycelium = node["units"]["/etc/systemd/system/mycelium.service"]
         assert "Requires=meshseed-firewall.service" in mycelium, name
         assert "After=network-online.target meshseed-firewall.service" in mycelium, name
-        assert f"ExecStart=/usr/sbin/nft -f {RULESET}" in node["units"]["/etc/systemd/system/meshseed-firewall.service"]
+        assert (
+            f"ExecStart=/usr/sbin/nft -f {RULESET}"
+            in node["units"]["/etc/systemd/system/meshseed-firewall.service"]
+        )
 
 
 class Node:
@@ -240,13 +243,19 @@ def test_each_address_reaches_only_what_it_may(seeds: dict[str, Any], name: str,
         (tmp_path / "ruleset.nft").write_text(node["ruleset"])
         world.run("node", nft, "-f", tmp_path / "ruleset.nft")
         # The public address: SSH, Mycelium's peers (tcp and quic){', the web' if web}.
-        assert world.probe("public", public_peer(node), public) == {"tcp": sorted([22, 9651, *web]), "udp": [9651]}
+        assert world.probe("public", public_peer(node), public) == {
+            "tcp": sorted([22, 9651, *web]),
+            "udp": [9651],
+        }
         # Nothing at all over IPv4.
         assert world.probe("public", "192.0.2.99", "192.0.2.11") == {"tcp": [], "udp": []}
         # Another cluster node, over the overlay: k3s, etcd, the kubelet, VXLAN,
         # node-exporter, SSH{, the web}; not Mycelium's peer port, not CouchDB.
         cluster = sorted([22, 2379, 2380, 6443, 9100, 10250, *web])
-        assert world.probe("overlay", seeds[peer]["overlay_address"], overlay) == {"tcp": cluster, "udp": [8472]}
+        assert world.probe("overlay", seeds[peer]["overlay_address"], overlay) == {
+            "tcp": cluster,
+            "udp": [8472],
+        }
         # A stranger on the Mycelium network: SSH{ and the web} only.
         assert world.probe("overlay", STRANGER, overlay) == {"tcp": sorted([22, *web]), "udp": []}
         # Loading it again replaces it (one table, same rules).

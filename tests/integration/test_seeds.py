@@ -164,7 +164,9 @@ def test_seeds_agree_on_peers_join_urls_and_token(
     assert {config["token"] for config in others.values()} == {agent_token}
     for name in others:
         seed = root / "dist" / "nodes" / name
-        assert all(server_token not in path.read_text(errors="replace") for path in seed.iterdir() if path.is_file())
+        assert all(
+            server_token not in path.read_text(errors="replace") for path in seed.iterdir() if path.is_file()
+        )
         assert "agent-token" not in others[name]
     first = [name for name, config in configs.items() if config.get("cluster-init")]
     assert first == ["s1"]

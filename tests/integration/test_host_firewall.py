@@ -214,8 +214,17 @@ def namespaces(node: dict[str, Any], peer_overlay: str) -> Iterator[Node]:
 
 def _listen(world: Node) -> None:
     world.listener = subprocess.Popen(
-        ["ip", "netns", "exec", world.names["node"], sys.executable, "-c", LISTEN]
-        + [",".join(map(str, TCP_PORTS)), ",".join(map(str, UDP_PORTS))],
+        [
+            "ip",
+            "netns",
+            "exec",
+            world.names["node"],
+            sys.executable,
+            "-c",
+            LISTEN,
+            ",".join(map(str, TCP_PORTS)),
+            ",".join(map(str, UDP_PORTS)),
+        ],
         stdout=subprocess.PIPE,
         start_new_session=True,
     )

@@ -60,6 +60,7 @@ def _base64url(raw: bytes) -> str:
 
 class Purpose(StrEnum):
     K3S_TOKEN = "k3s-token"
+    K3S_AGENT_TOKEN = "k3s-agent-token"
     COUCHDB_ADMIN_PASSWORD = "couchdb-admin-password"
     COUCHDB_ERLANG_COOKIE = "couchdb-erlang-cookie"
     COUCHDB_UUID = "couchdb-uuid"
@@ -79,6 +80,9 @@ class Purpose(StrEnum):
 
 RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.K3S_TOKEN: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    # Joins agents (and the backup node) only: it cannot make a server, so a node that
+    # holds it cannot reach etcd or the cluster's CA keys.
+    Purpose.K3S_AGENT_TOKEN: Recipe(Scope.CLUSTER, 32, bytes.hex),
     Purpose.COUCHDB_ADMIN_PASSWORD: Recipe(Scope.CLUSTER, 24, _base64url),
     # Erlang cookies must be plain atoms; hex is always one.
     Purpose.COUCHDB_ERLANG_COOKIE: Recipe(Scope.CLUSTER, 20, bytes.hex),

@@ -119,7 +119,12 @@ def mesh_derivation(site: Site, plan: NodePlan) -> Derivation:
     return Derivation(
         name="mesh",
         build=build_mesh,
-        inputs={"endpoints": endpoints, "tls_san": _tls_names(site, plan)},
+        inputs={
+            "endpoints": endpoints,
+            "tls_san": _tls_names(site, plan),
+            # Every node's overlay address: the host firewalls let only these reach k3s.
+            "overlays": sorted(str(plan.identities[node.name].overlay_address) for node in site.nodes),
+        },
     )
 
 

@@ -14,6 +14,7 @@ from builder.det.iso9660 import IsoFile, write_iso
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
+from builder.render.firewall import firewall_inputs
 from builder.render.manifest_rules import SECRET_SUFFIX
 from builder.render.node import (
     LOG_FILE,
@@ -42,6 +43,8 @@ HELPERS = {
     "wait_for_overlay": "wait-for-overlay.sh",
     "mycelium_service": "mycelium.service",
     "node_setup_service": "node-setup.service",
+    "firewall": "firewall.nft",
+    "firewall_service": "firewall.service",
 }
 SEED_LABEL = "cidata"
 # user-data carries the node's secrets; the ISO holds user-data.
@@ -83,6 +86,7 @@ def seed_derivation(
             refused_status=REFUSED_STATUS,
             payload_label=PAYLOAD_LABEL,
             manifests=carried.name if carried is not None else None,
+            firewall=firewall_inputs(node),
         )
     return Derivation(
         name=f"seed-{node.name}",
@@ -93,6 +97,15 @@ def seed_derivation(
         secrets=deriver if lock is not None else None,
         dist_path=f"nodes/{node.name}",
     )
+
+
+def join_tokens(ctx: BuildContext, *, server: bool) -> dict[str, str]:
+    """Servers hold the server token and the agent token they accept; agents and the
+    backup node hold the agent token alone, so none of them can join as a server."""
+    agent = ctx.secrets.derive(Purpose.K3S_AGENT_TOKEN).text
+    if server:
+        return {"token": ctx.secrets.derive(Purpose.K3S_TOKEN).text, "agent-token": agent}
+    return {"token": agent}
 
 
 def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
@@ -107,7 +120,8 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
         context["bundle_file"] = bundle.staged_name
     mesh = read_mesh(ctx.dep(context["mesh"]))
-    settings = {**context["k3s"]["settings"], "token": ctx.secrets.derive(Purpose.K3S_TOKEN).text}
+    context["overlays"] = mesh["overlays"]
+    settings = {**context["k3s"]["settings"], **join_tokens(ctx, server=context["k3s"]["server"])}
     if context["k3s"]["server"]:
         settings["tls-san"] = mesh["tls_san"]
     peers = peers_of(mesh, context["node"]["name"], context["mycelium"]["extra_peers"])

@@ -4,7 +4,8 @@ Real k3s and Mycelium cannot be downloaded here. The doubles record how they wer
 (arguments, environment, config, and the order, by uptime) under /var/lib/meshseed-test
 (Mycelium's double, confined by its hardened unit, under its state directory), and do
 just enough for the next step: Mycelium's double puts the node's overlay address on a
-`mycelium` interface and routes the peers' overlay addresses over the link; k3s's double
+`mycelium` TUN device and relays the peers' packets over UDP 9651 (so that they arrive on
+that device, as the host firewall expects); k3s's double
 listens on the overlay address at 6443 on a server, and a joining node connects to it.
 """
 
@@ -77,22 +78,49 @@ systemctl enable --now "$name.service"
 """
 
 MYCELIUM = r"""#!/bin/sh
-# TEST DOUBLE of mycelium (meshseed e2e): records, then fakes the overlay: the node's address
-# on a dummy "mycelium" interface, and a route to each peer's overlay address via its public one.
+# TEST DOUBLE of mycelium (meshseed e2e): records, then carries the overlay as Mycelium
+# does: the node's address on a TUN device named "mycelium" with a route for 400::/7, and
+# packets for a peer's overlay address sent to the peer's public address on UDP 9651 (a
+# small relay; real Mycelium speaks its own protocol there, over TCP or QUIC).
 state=/var/lib/mycelium
 echo "mycelium $(cut -d' ' -f1 /proc/uptime) $*" >> "$state/order.log"
 echo "$*" > "$state/mycelium.args"
 ls -l /etc/mycelium/priv_key.bin > "$state/key.ls" 2>&1
 tun=$(echo "$*" | sed -n 's/.*--tun-name \([^ ]*\).*/\1/p')
 overlay=$(grep -o 'inet6 [0-9a-f:]*' /usr/local/lib/meshseed/wait-for-overlay | cut -d' ' -f2)
-ip link add "$tun" type dummy 2>/dev/null || true
-ip link set "$tun" mtu 1400 up
-ip -6 addr add "$overlay/128" dev "$tun" nodad 2>/dev/null || true
-while read -r public peer; do
-  [ "$peer" = "$overlay" ] || ip -6 route replace "$peer/128" via "$public"
-done <<'MAP'
+cat > "$state/peers" <<'MAP'
 @ROUTES@
 MAP
+cat > "$state/relay.py" <<'RELAY'
+import fcntl, os, select, socket, struct, subprocess, sys
+tun, overlay, peers_file = sys.argv[1], sys.argv[2], sys.argv[3]
+peers = {}
+for line in open(peers_file):
+    if line.strip():
+        public, address = line.split()
+        peers[address] = public
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", tun.encode(), 0x0001 | 0x1000))  # TUNSETIFF: TUN, no packet info
+for argv in (["link", "set", tun, "mtu", "1400", "up"], ["-6", "addr", "add", overlay + "/128", "dev", tun, "nodad"], ["-6", "route", "replace", "400::/7", "dev", tun]):
+    subprocess.run(["ip", *argv], check=True)
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.bind(("::", 9651))
+while True:
+    ready, _, _ = select.select([fd, sock], [], [])
+    if fd in ready:
+        packet = os.read(fd, 2048)
+        public = peers.get(socket.inet_ntop(socket.AF_INET6, packet[24:40]))
+        if public:
+            sock.sendto(packet, (public, 9651))
+    if sock in ready:
+        os.write(fd, sock.recvfrom(2048)[0])
+RELAY
+python3 "$state/relay.py" "$tun" "$overlay" "$state/peers" &
+relay=$!
+for _ in $(seq 1 50); do
+  ip -6 addr show dev "$tun" 2>/dev/null | grep -q "$overlay" && break
+  sleep 0.2
+done
 echo "overlay $overlay up" >> "$state/order.log"
 # Crash once, after k3s has started, as a real Mycelium may: the unit restarts it, and
 # k3s must follow (its VXLAN device went with the old TUN device).
@@ -104,9 +132,10 @@ if [ ! -e "$state/crashed" ]; then
   sleep 5
   touch "$state/crashed"
   echo "crash $(cut -d' ' -f1 /proc/uptime)" >> "$state/order.log"
+  kill "$relay"
   exit 1
 fi
-exec sleep infinity
+wait "$relay"
 """
 
 

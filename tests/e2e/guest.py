@@ -36,6 +36,8 @@ PACKAGES = (
     "e2fsprogs",
     "util-linux",
     "python3",
+    # nft, for the seeds' host firewall.
+    "nftables",
 )
 # Test harness only: cloud-init runs, then the guest stops by itself after the number of
 # seconds given as meshseed_linger= on the kernel command line.
@@ -49,6 +51,9 @@ for _ in $(seq 1 900); do
   esac
   sleep 1
 done
+# What the host firewall holds after boot, for the test to read from the disk.
+mkdir -p /var/lib/meshseed-test
+nft list table inet meshseed > /var/lib/meshseed-test/nft.txt 2>&1 || true
 linger=$(sed -n 's/.*meshseed_linger=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
 sleep "${linger:-5}"
 systemctl poweroff

@@ -213,6 +213,12 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
     joined = second.read("/var/lib/meshseed-test/join.log")
     assert f"joined {overlay['s1']} k3s-double {overlay['s1']}" in joined, joined
     assert first.read("/var/lib/meshseed-test/served.log").startswith("served "), "s1 served no one"
+    # The join above crossed both host firewalls (over the overlay, from a cluster node);
+    # both are loaded after boot, the second boot's included.
+    for vm in (first, second):
+        rules = vm.read("/var/lib/meshseed-test/nft.txt")
+        assert "table inet meshseed" in rules and "chain from_public" in rules, rules
+        assert overlay["s2"] in rules and overlay["s1"] in rules, rules
 
 
 def test_a_tampered_payload_installs_nothing(project: Path, guest_files: Path, tmp_path: Path) -> None:

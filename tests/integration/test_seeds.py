@@ -152,7 +152,22 @@ def test_seeds_agree_on_peers_join_urls_and_token(
         configs[name] = yaml.safe_load(written(data, "/etc/rancher/k3s/config.yaml")["content"])
         unit = written(data, "/etc/systemd/system/mycelium.service")["content"]
         peers[name] = unit.split("--peers ")[1].split("\n")[0].split()
-    assert len({config["token"] for config in configs.values()}) == 1
+    # Servers share the server token and the agent token they accept; agents and the
+    # backup node join with the agent token, and no byte of their seeds is the server's.
+    servers_ = {name: config for name, config in configs.items() if name.startswith("s")}
+    others = {name: config for name, config in configs.items() if not name.startswith("s")}
+    assert len({config["token"] for config in servers_.values()}) == 1
+    server_token = next(iter(servers_.values()))["token"]
+    agent_token = next(iter(servers_.values()))["agent-token"]
+    assert len(server_token) == len(agent_token) == 64 and server_token != agent_token
+    assert {config["agent-token"] for config in servers_.values()} == {agent_token}
+    assert {config["token"] for config in others.values()} == {agent_token}
+    for name in others:
+        seed = root / "dist" / "nodes" / name
+        assert all(
+            server_token not in path.read_text(errors="replace") for path in seed.iterdir() if path.is_file()
+        )
+        assert "agent-token" not in others[name]
     first = [name for name, config in configs.items() if config.get("cluster-init")]
     assert first == ["s1"]
     for name, config in configs.items():

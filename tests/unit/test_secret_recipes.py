@@ -32,6 +32,12 @@ PINNED = {
         False,
         "f3f2ddbb3b8ef865f9b2654ecb272fe401f44615fd5d1ba32cd3a6591eed00d2",
     ),
+    Purpose.K3S_AGENT_TOKEN: (
+        32,
+        hex_text,
+        False,
+        "5d530cd8c604a58e90cfcd67be71382342195506ebc917e0cf5eba78da1a5aaf",
+    ),
     Purpose.COUCHDB_ADMIN_PASSWORD: (24, base64url_text, False, "xI9h8TgENyY_O6SWISRgBYvY2kXp6lHA"),
     Purpose.COUCHDB_ERLANG_COOKIE: (20, hex_text, False, "bca4afc36f0dadb75f962a3eb821c0d7142d845d"),
     Purpose.COUCHDB_UUID: (16, hex_text, False, "4e3eaf502b496188a4546b1c30df0ba4"),

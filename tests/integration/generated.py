@@ -59,3 +59,13 @@ def host_paths(text: str, root: Path, *paths: str) -> str:
     for path in paths:
         text = re.sub(rf"(?<=\s){re.escape(path)}(?=[/\s]|$)", f"{root}{path}", text, flags=re.MULTILINE)
     return text
+
+
+def kubelet_args(container: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """The container's args with $(VAR) expanded as the kubelet does, from `values` for
+    the variables its env takes from the pod's fields (status.hostIP and the like)."""
+    env = {variable["name"]: values[variable["name"]] for variable in container.get("env", [])}
+    pattern = re.compile(r"\$\((\w+)\)")
+    return [
+        pattern.sub(lambda match: env.get(match.group(1), match.group(0)), arg) for arg in container["args"]
+    ]

@@ -21,6 +21,7 @@ from builder.cluster.component import BACKUP_PATH, METRICS_PATH
 from tests.backup.couchdb_fixtures import agent
 from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
 from tests.integration.cli import meshseed
+from tests.integration.generated import kubelet_args
 from tests.integration.mariadb import MariaDB, mariadb
 from tests.integration.netns import Link, link
 from tests.pinned import write_test_lock
@@ -245,7 +246,10 @@ def test_node_exporter_as_nobody_reads_the_backup_metrics_under_the_seed_modes(
     (container,) = backup["containers"]
     assert backup["securityContext"]["runAsUser"] == 65534
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    args = [arg.replace("=/host", f"={host_root}") for arg in container["args"]]
+    args = [
+        arg.replace("=/host", f"={host_root}")
+        for arg in kubelet_args(container, {"NODE_IP": link.server_address})
+    ]
     # uid and gid 65534, no supplementary groups, no capabilities: as in the pod.
     nobody = [
         setpriv,
@@ -275,7 +279,10 @@ def test_node_exporter_elsewhere_has_no_textfile_collector(dist: Path, link: Lin
     assert not [arg for arg in container["args"] if arg.startswith("--collector.textfile.directory")]
     # Run on a server's / (no metrics directory), it reports no textfile scrape error.
     exporter = require("prometheus-node-exporter", "prometheus-node-exporter")
-    args = [arg.replace("=/host", f"={host_root}") for arg in container["args"]]
+    args = [
+        arg.replace("=/host", f"={host_root}")
+        for arg in kubelet_args(container, {"NODE_IP": link.server_address})
+    ]
     link.start([exporter, *args], cwd=host_root)
     metrics = link.http(9100, "/metrics").decode()
     assert "node_exporter_build_info" in metrics

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 from builder.render.listeners import LISTENERS, NETNS
-from tests.integration.generated import Documents, config, container, every, host_paths, manifests
+from tests.integration.generated import (
+    Documents,
+    config,
+    container,
+    every,
+    host_paths,
+    kubelet_args,
+    manifests,
+)
 from tests.integration.netns import Link, link
 from tests.tools import require
 
@@ -163,8 +171,11 @@ def test_prometheus_and_exporters_serve_on_ipv6(
     ]
     link.start([prometheus, *args], cwd=tmp_path)
     assert link.http_until(9090, "/-/ready").startswith(b"HTTP/1.1 200")
+    # The node's address is the namespace's (the kubelet fills NODE_IP from status.hostIP).
+    exporter = container(manifests, "node-exporter")
     exporter_args = [
-        arg.replace("=/host", f"={tmp_path}/host") for arg in container(manifests, "node-exporter")["args"]
+        arg.replace("=/host", f"={tmp_path}/host")
+        for arg in kubelet_args(exporter, {"NODE_IP": link.server_address})
     ]
     link.start([node_exporter, *exporter_args], cwd=tmp_path)
     assert b"node_exporter_build_info" in link.http(9100, "/metrics")

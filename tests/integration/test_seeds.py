@@ -162,12 +162,12 @@ def test_seeds_agree_on_peers_join_urls_and_token(
     assert len(server_token) == len(agent_token) == 64 and server_token != agent_token
     assert {config["agent-token"] for config in servers_.values()} == {agent_token}
     assert {config["token"] for config in others.values()} == {agent_token}
-    for name in others:
+    for name, config in others.items():
         seed = root / "dist" / "nodes" / name
         assert all(
             server_token not in path.read_text(errors="replace") for path in seed.iterdir() if path.is_file()
         )
-        assert "agent-token" not in others[name]
+        assert "agent-token" not in config
     first = [name for name, config in configs.items() if config.get("cluster-init")]
     assert first == ["s1"]
     for name, config in configs.items():

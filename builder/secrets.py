@@ -66,7 +66,6 @@ class Purpose(StrEnum):
     COUCHDB_UUID = "couchdb-uuid"
     COUCHDB_AUTH_SECRET = "couchdb-auth-secret"
     LMS_DJANGO_SECRET_KEY = "lms-django-secret-key"
-    CMS_DJANGO_SECRET_KEY = "cms-django-secret-key"
     MYCELIUM_KEY = "mycelium-key"
     # What Tutor would otherwise invent at random (its config/base.yml).
     OPENEDX_CMS_OAUTH2_SECRET = "openedx-cms-oauth2-secret"
@@ -91,7 +90,6 @@ RECIPES: Mapping[Purpose, Recipe] = {
     # [chttpd_auth] secret: the same on every member, so a session cookie works on any.
     Purpose.COUCHDB_AUTH_SECRET: Recipe(Scope.CLUSTER, 24, bytes.hex),
     Purpose.LMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
-    Purpose.CMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
     # The raw bytes are the x25519 secret key Mycelium keeps in its key file.
     Purpose.MYCELIUM_KEY: Recipe(Scope.NODE, 32, bytes.hex),
     Purpose.OPENEDX_CMS_OAUTH2_SECRET: Recipe(Scope.CLUSTER, 24, bytes.hex),

@@ -38,8 +38,14 @@ METRICS_MOUNT = "/metrics"
 @dataclass(frozen=True)
 class Namespace:
     name: str
-    # Its pods all fit the restricted Pod Security profile, so the namespace enforces it.
+    # Its pods all fit the restricted Pod Security profile, so the namespace enforces it;
+    # otherwise `privileged`, for the reason given (the template writes it down).
     restricted: bool
+    privileged_because: str = ""
+
+    def __post_init__(self) -> None:
+        if self.restricted == bool(self.privileged_because):
+            raise ValueError(f"namespace {self.name}: restricted, or privileged for a stated reason")
 
 
 @dataclass(frozen=True)

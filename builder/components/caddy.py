@@ -31,8 +31,14 @@ ACME_DIRECTORY = "acme-v02.api.letsencrypt.org-directory"
 class Caddy(Component):
     name = "caddy"
     images = ("caddy",)
-    # hostPort needs a namespace without the restricted profile.
-    namespaces = (Namespace(NAMESPACE, restricted=False),)
+    namespaces = (
+        Namespace(
+            NAMESPACE,
+            restricted=False,
+            privileged_because="caddy-edge takes the nodes' ports 80 and 443 (hostPort), "
+            "which the baseline and restricted profiles forbid",
+        ),
+    )
     ports: ClassVar[Mapping[str, int]] = {
         # Caddy listens unprivileged; the node's 80 and 443 map to these (hostPort).
         "caddy_http": EDGE_HOST_PORTS[80],

@@ -15,6 +15,9 @@ from builder.site import Role
 
 NAMESPACE = SCRAPER.namespace
 BLACKBOX = Pods(NAMESPACE, "blackbox-exporter")
+# node-exporter alone, in a namespace of its own: the only workload here that needs more
+# than the restricted profile.
+HOST_NAMESPACE = "monitoring-host"
 ALERTMANAGER = Pods(NAMESPACE, "alertmanager")
 # Tutor's mail relay, which Open edX sends through too (openedx-datastores).
 SMTP_RELAY = Pods("openedx", "smtp")
@@ -29,7 +32,15 @@ class Monitoring(Component):
     name = "monitoring"
     images = ("alertmanager", "blackbox-exporter", "node-exporter", "prometheus")
     # node-exporter needs the host's network and process namespaces.
-    namespaces = (Namespace(NAMESPACE, restricted=False),)
+    namespaces = (
+        Namespace(NAMESPACE, restricted=True),
+        Namespace(
+            HOST_NAMESPACE,
+            restricted=False,
+            privileged_because="node-exporter reads the node itself: the host's network and "
+            "process namespaces and its root file system (hostNetwork, hostPID, hostPath)",
+        ),
+    )
     ports: ClassVar[Mapping[str, int]] = {
         "node_exporter": 9100,
         "blackbox": 9115,
@@ -49,6 +60,7 @@ class Monitoring(Component):
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
         return {
             "namespace": NAMESPACE,
+            "host_namespace": HOST_NAMESPACE,
             "node_exporter_port": cluster.ports["node_exporter"],
             # Only the backup node has it, and only its node-exporter reads it.
             "textfile_dir": METRICS_PATH if cluster.backup_node is not None else None,

@@ -128,7 +128,8 @@ def gather(
     base = Cluster(site, overlays, networks, images, ports(), tutor_images=tutor_images or {})
     enabled = tuple(component for component in everything if component.enabled(base))
     namespaces = _one_owner(
-        "namespace", [(n.name, n.restricted, c.name) for c in enabled for n in c.namespaces]
+        "namespace",
+        [(n.name, (n.restricted, n.privileged_because), c.name) for c in enabled for n in c.namespaces],
     )
     _one_owner("manifest", [(m, c.name, c.name) for c in enabled for m in c.manifests])
     cluster = base
@@ -149,7 +150,7 @@ def gather(
     return Gathered(
         components=enabled,
         cluster=cluster,
-        namespaces=tuple(Namespace(name, restricted) for name, restricted in sorted(namespaces.items())),
+        namespaces=tuple(Namespace(name, *profile) for name, profile in sorted(namespaces.items())),
         flows=tuple(merged(flows)),
         secrets=_one_owner("secret", [(n, s, c.name) for c in enabled for n, s in c.secrets.items()]),
     )
@@ -176,7 +177,10 @@ def public_inputs(gathered: Gathered) -> dict[str, Any]:
     shared = {
         "components": [component.name for component in enabled],
         "ports": dict(cluster.ports),
-        "namespaces": [{"name": n.name, "restricted": n.restricted} for n in gathered.namespaces],
+        "namespaces": [
+            {"name": n.name, "restricted": n.restricted, "privileged_because": n.privileged_because}
+            for n in gathered.namespaces
+        ],
         "policies": policies(list(gathered.flows)),
         "alert_templates": [f"{c.name}/{c.alert_rules}" for c in enabled if c.alert_rules],
         "scrape_templates": [f"{c.name}/{c.scrape_configs}" for c in enabled if c.scrape_configs],

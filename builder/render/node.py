@@ -35,6 +35,18 @@ MESH_FILE = "mesh.json"
 STAGED = {"k3s": "k3s", "k3s-install.sh": "k3s-install.sh", "mycelium": "mycelium.tar.gz"}
 
 
+# What the kubelet checks under protect-kernel-defaults (the CIS benchmark's values, which
+# k3s's hardening guide sets the same way): it will not start with others.
+KUBELET_SYSCTLS = {
+    "vm.panic_on_oom": "0",
+    "vm.overcommit_memory": "1",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxbytes": "25000000",
+    "kernel.keys.root_maxkeys": "1000000",
+}
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """Per-site facts every seed needs: identities of all nodes, and the first server."""
@@ -52,6 +64,7 @@ def base_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
             "domain": site.domain,
             "resolvers": [str(address) for address in site.resolvers],
         },
+        "kubelet_sysctls": KUBELET_SYSCTLS,
         "node": {
             "name": node.name,
             "role": node.role.value,
@@ -77,6 +90,9 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
         "node-label": [f"meshseed/role={node.role.value}"],
         # The site's resolvers for the pods (CoreDNS forwards to them), never a fallback.
         "resolv-conf": RESOLV_CONF,
+        # The kubelet refuses to start rather than change a kernel setting it expects;
+        # the seed sets them (KUBELET_SYSCTLS) before k3s ever starts.
+        "protect-kernel-defaults": True,
     }
     if node.role is Role.BACKUP:
         config["node-taint"] = ["meshseed/role=backup:NoSchedule"]
@@ -90,6 +106,8 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
                 "service-cidr": str(networks.services),
                 "cluster-dns": str(networks.services.network_address + 10),
                 "disable": ["traefik", "servicelb"],
+                # Secrets encrypted at rest in etcd, and so in its snapshots too.
+                "secrets-encryption": True,
             }
         )
     if node.name == plan.first_server.name:

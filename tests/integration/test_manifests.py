@@ -197,7 +197,7 @@ def test_workloads_are_pinned_hardened_and_accounted(example: Path) -> None:
         and d["spec"]["policyTypes"] == ["Ingress", "Egress"]
         and "ingress" not in d["spec"]
     }
-    assert namespaces == deny == {"openedx", "couchdb", "edge", "monitoring", "backup"}
+    assert namespaces == deny == {"openedx", "couchdb", "edge", "monitoring", "monitoring-host", "backup"}
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -343,3 +343,29 @@ def test_celery_concurrency_fits_the_worker_limit_and_media_private_is_writable(
         mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         assert "emptyDir" in volumes[mounts["/openedx/media-private"]]
+
+
+def test_every_namespace_states_its_pod_security_profile(example: Path) -> None:
+    namespaces = [doc for doc in every_document(example) if doc["kind"] == "Namespace"]
+    privileged = {}
+    for namespace in namespaces:
+        labels = namespace["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+        assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+        if labels["pod-security.kubernetes.io/enforce"] == "privileged":
+            privileged[namespace["metadata"]["name"]] = namespace["metadata"]["annotations"][
+                "meshseed/pod-security"
+            ]
+        else:
+            assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Only node-exporter's namespace and the edge's hostPorts need more, each with a reason.
+    assert sorted(privileged) == ["edge", "monitoring-host"]
+    assert "hostNetwork" in privileged["monitoring-host"] and "hostPort" in privileged["edge"]
+    # node-exporter is all that runs there.
+    workloads = {
+        doc["metadata"]["name"]
+        for doc in every_document(example)
+        if doc["kind"] in ("Deployment", "DaemonSet", "StatefulSet")
+        and doc["metadata"]["namespace"] == "monitoring-host"
+    }
+    assert workloads == {"node-exporter", "node-exporter-backup"}

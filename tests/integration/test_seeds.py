@@ -248,3 +248,33 @@ def test_a_download_mode_site_without_a_way_out_is_refused(tmp_path: Path, maste
         )
         result = meshseed("build", cwd=root, master_key=master_key_file)
         assert result.returncode == 0, result.stderr
+
+
+# The kubelet's own list of what protect-kernel-defaults checks (k8s.io/component-helpers
+# node/utils/sysctl: VMOvercommitMemory, VMPanicOnOOM, KernelPanic, KernelPanicOnOops,
+# RootMaxKeys, RootMaxBytes), with the values it requires.
+KUBELET_CHECKS = {
+    "vm.overcommit_memory": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+}
+
+
+def test_k3s_is_hardened_and_the_kernel_set_as_the_kubelet_expects(pinned_example: Path) -> None:
+    for seed in sorted(pinned_example.iterdir()):
+        data = user_data(seed / "user-data")
+        config = yaml.safe_load(written(data, "/etc/rancher/k3s/config.yaml")["content"])
+        assert config["protect-kernel-defaults"] is True, seed.name
+        sysctls = dict(
+            (part.strip() for part in line.split("=", 1))
+            for line in written(data, "/etc/sysctl.d/90-meshseed.conf")["content"].splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        )
+        assert {key: sysctls.get(key) for key in KUBELET_CHECKS} == KUBELET_CHECKS, seed.name
+        # Secrets encrypted in etcd (and its snapshots), on every server; agents have no etcd.
+        assert config.get("secrets-encryption") is (
+            True if "cluster-init" in config or "agent-token" in config else None
+        )

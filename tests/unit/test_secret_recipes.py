@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 from builder.secrets import RECIPES, Purpose, SecretDeriver
-from tests.conftest import TEST_MASTER_KEY
+from tests.conftest import REPO, TEST_MASTER_KEY
 
 
 def hex_text(raw: bytes) -> str:
@@ -52,12 +52,6 @@ PINNED = {
         base64url_text,
         False,
         "7tgnA2Ihhw2AakVDsKWaF12bmEH6C4MLOJirdjDsmCkZMtsa",
-    ),
-    Purpose.CMS_DJANGO_SECRET_KEY: (
-        36,
-        base64url_text,
-        False,
-        "_WI-2GsDlMfyrVLB6-ZDLA4YTw3TbzAtimZ5LWuErW3NhoOb",
     ),
     Purpose.MYCELIUM_KEY: (
         32,
@@ -102,13 +96,22 @@ def test_size_encoding_scope_and_value(purpose: Purpose) -> None:
     assert secret.text == encode(secret.raw) == value
 
 
+def test_every_purpose_is_derived_somewhere() -> None:
+    """A purpose nothing derives is a secret nobody uses (Tutor's one OPENEDX_SECRET_KEY
+    serves the LMS and Studio alike, so there is no Studio key of our own)."""
+    sources = "\n".join(
+        path.read_text() for path in (REPO / "builder").rglob("*.py") if path.name != "secrets.py"
+    )
+    unused = [purpose.name for purpose in Purpose if f"Purpose.{purpose.name}" not in sources]
+    assert unused == []
+
+
 def test_django_secret_keys_are_48_url_safe_characters() -> None:
     # Django warns below 50 characters of 5 distinct ones; 36 bytes give 48 with no padding.
     deriver = SecretDeriver(TEST_MASTER_KEY, "campus")
-    for purpose in (Purpose.LMS_DJANGO_SECRET_KEY, Purpose.CMS_DJANGO_SECRET_KEY):
-        text = deriver.derive(purpose).text
-        assert len(text) == 48
-        assert "=" not in text
+    text = deriver.derive(Purpose.LMS_DJANGO_SECRET_KEY).text
+    assert len(text) == 48
+    assert "=" not in text
 
 
 def test_fingerprint_is_pinned_and_depends_on_key_and_cluster() -> None:

@@ -143,15 +143,15 @@ def pull(
         with writing(here, f"{kind} snapshots"):
             here.mkdir(parents=True, exist_ok=True)
         copies = local_copies(here, now)
-        for name in sorted(set(complete_snapshots(here)) - set(copies)):
+        strangers = set(complete_snapshots(here)) - set(copies)
+        for name in sorted(strangers):
             log.warning("%s: not a complete snapshot dated before now; left alone, not counted", here / name)
         offered = remote_snapshots(target, directory)
         if refused := sorted(name for name, time in offered.items() if time > now + CLOCK_SKEW):
             report.refused[kind] = refused
-        remote = {name: time for name, time in offered.items() if name not in refused}
+        remote = {n: time for n, time in offered.items() if n not in refused and n not in strangers}
         report.present[kind] = sorted(set(remote) & set(copies))
-        elsewhere = set(complete_snapshots(here)) - set(copies)
-        for name in to_copy({n: t for n, t in remote.items() if n not in elsewhere}, copies, rules):
+        for name in to_copy(remote, copies, rules):
             with writing(here, f"{kind}/{name}"):
                 pull_snapshot(target, f"{directory}/{name}", here / name)
             report.copied.setdefault(kind, []).append(name)

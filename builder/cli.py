@@ -265,6 +265,13 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
                 f"{kind}: copied {_count(len(copied), 'snapshot')}, {len(present)} already here"
                 + (f", rotated out {len(deleted)}" if deleted else "")
             )
+    if report.refused:
+        names = [f"{kind}/{name}" for kind, names in sorted(report.refused.items()) for name in names]
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise MeshseedError(
+            f"the backup node offers snapshots dated in the future, refused: {', '.join(names[:5])}{more}",
+            hint="check the node's clock; a node that names snapshots after now may have been tampered with",
+        )
     return ExitStatus.OK
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import shlex
+import signal
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from builder.errors import MeshseedError
 from builder.tools.run import find
@@ -36,36 +40,87 @@ class SshTarget:
         return [*argv, "-l", self.user, "--", self.host, shlex.join(remote)]
 
 
-def ssh_output(target: SshTarget, remote: Sequence[str], *, timeout: float = 120) -> bytes:
-    """The remote command's stdout; MeshseedError with its stderr when it fails."""
-    argv = target.argv(remote)
-    log.info("running: %s", shlex.join(argv))
-    try:
-        result = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise MeshseedError(
-            f"ssh to {target.host} timed out after {timeout:.0f} s: {shlex.join(remote)}"
-        ) from None
-    if result.returncode != 0:
-        raise _failed(target, remote, result.returncode, result.stderr)
-    return result.stdout
+class OutputTooLongError(MeshseedError):
+    """The remote command sent more than the caller allowed; it was cut off there."""
 
 
-def ssh_stream(target: SshTarget, remote: Sequence[str], out: BinaryIO) -> int:
-    """Stream the remote command's stdout into `out`; the number of bytes copied."""
+def ssh_output(
+    target: SshTarget, remote: Sequence[str], *, limit: int = 16 << 20, timeout: float = 120
+) -> bytes:
+    """The remote command's stdout (at most `limit` bytes); MeshseedError with its stderr
+    when it fails, OutputTooLongError when it sends more."""
+    out = io.BytesIO()
+    ssh_stream(target, remote, out, limit=limit, timeout=timeout)
+    return out.getvalue()
+
+
+def ssh_stream(
+    target: SshTarget,
+    remote: Sequence[str],
+    out: BinaryIO,
+    *,
+    limit: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Stream the remote command's stdout into `out`; the number of bytes copied.
+
+    The other end is not trusted: no more than `limit` bytes are written (one more byte
+    ends the command and raises OutputTooLongError), its stderr is read as it comes (so a flood
+    of it cannot stall the copy) and only its tail kept, and whatever goes wrong here, a
+    full disk included, ends ssh rather than leaving it blocked on a pipe.
+    """
     argv = target.argv(remote)
     log.info("running: %s", shlex.join(argv))
     copied = 0
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None and process.stderr is not None
-        while chunk := process.stdout.read(1 << 20):
-            out.write(chunk)
-            copied += len(chunk)
-        stderr = process.stderr.read()
-        code = process.wait()
+        stderr = _Tail(process.stderr)
+        timer = threading.Timer(timeout, process.kill) if timeout is not None else None
+        try:
+            if timer is not None:
+                timer.start()
+            while chunk := process.stdout.read(_CHUNK if limit is None else min(_CHUNK, limit - copied + 1)):
+                if limit is not None and copied + len(chunk) > limit:
+                    out.write(chunk[: limit - copied])
+                    copied = limit
+                    raise OutputTooLongError(
+                        f"ssh {target.user}@{target.host} {shlex.join(remote)} sent more than {limit} bytes;"
+                        " cut off there"
+                    )
+                out.write(chunk)
+                copied += len(chunk)
+            code = process.wait()
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            process.wait()
+            stderr.join()
+    if timer is not None and code == -signal.SIGKILL:
+        raise MeshseedError(f"ssh to {target.host} timed out after {timeout:.0f} s: {shlex.join(remote)}")
     if code != 0:
-        raise _failed(target, remote, code, stderr)
+        raise _failed(target, remote, code, stderr.text)
     return copied
+
+
+_CHUNK = 1 << 20
+_STDERR_KEPT = 64 << 10
+
+
+class _Tail(threading.Thread):
+    """Reads a pipe to its end on a thread of its own, keeping only the last bytes."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        super().__init__(name="ssh stderr", daemon=True)
+        self._descriptor = pipe.fileno()
+        self.text = b""
+        self.start()
+
+    def run(self) -> None:
+        while chunk := os.read(self._descriptor, _CHUNK):
+            self.text = (self.text + chunk)[-_STDERR_KEPT:]
 
 
 def _failed(target: SshTarget, remote: Sequence[str], code: int, stderr: bytes) -> MeshseedError:

@@ -143,6 +143,16 @@ def test_a_copy_that_does_not_match_its_manifest_is_not_kept(
     assert [p.name for p in (tmp_path / "pulled" / "couchdb").glob("2*")] == ["20261101T000000Z.partial"]
 
 
+def test_an_empty_file_is_copied(sshd: Sshd, tmp_path: Path, master_key_file: Path) -> None:
+    site_with_retention(tmp_path, "{daily: 7, weekly: 0, monthly: 0}")
+    make_snapshot(tmp_path / "remote" / "couchdb", dt.datetime(2026, 11, 1, tzinfo=UTC), size=0)
+    result = pull(tmp_path, sshd, master_key_file)
+    assert result.returncode == 0, result.stderr
+    copied = tmp_path / "pulled" / "couchdb" / "20261101T000000Z"
+    assert (copied / "databases" / "campus.ndjson.gz").read_bytes() == b""
+    assert agent("verify", str(copied)).returncode == 0
+
+
 def test_an_unreachable_node_is_a_clear_error(tmp_path: Path, master_key_file: Path) -> None:
     site_with_retention(tmp_path, "{daily: 7}")
     config = tmp_path / "ssh_config"

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 from backup_agent import __version__
+from backup_agent.contents import verify
 from backup_agent.couch import FIRST_CONTACT_SECONDS, Couch, CouchError
 from backup_agent.dump import dump_server
 from backup_agent.restore import NotEmptyError, restore
 from backup_agent.rotation import Retention, rotate_tree
-from backup_agent.snapshot import SnapshotError, verify, write_metric
+from backup_agent.snapshot import SnapshotError, write_metric
 
 FAILED, BAD_INPUT = 1, 2
 

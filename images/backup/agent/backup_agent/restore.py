@@ -8,7 +8,6 @@ back inline with the revision that holds them; `_security` last.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,9 +15,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from backup_agent.contents import ATTACHMENTS, DESIGN_ID, lines, parse, verify
 from backup_agent.couch import Couch, CouchError, db_path
 from backup_agent.readahead import read_ahead
-from backup_agent.snapshot import SnapshotError, verify
+from backup_agent.snapshot import SnapshotError, member
 
 # A _bulk_docs request holds up to BATCH_DOCS documents or BATCH_BYTES of JSON (a larger
 # single document goes alone): servers take longer per document in much larger batches.
@@ -28,9 +28,6 @@ BATCH_BYTES = 1 << 20
 # the next request in hand instead of waiting for us to answer, read and encode.
 SENDERS = 2
 AHEAD = 2
-# How a line of the snapshot's compact JSON shows a design document or attachments.
-DESIGN_ID = b'"_id":"_design/'
-ATTACHMENTS = b'"_attachments":'
 
 
 class NotEmptyError(Exception):
@@ -46,7 +43,7 @@ def restore(couch: Couch, snapshot: Path, *, only: str | None = None, force: boo
     for entry in databases:
         _prepare(couch, entry["name"], force=force)
     for entry in databases:
-        restore_database(couch, snapshot, entry)
+        restore_database(couch, snapshot, manifest, entry)
     return [entry["name"] for entry in databases]
 
 
@@ -68,7 +65,9 @@ def _prepare(couch: Couch, name: str, *, force: bool) -> None:
         raise NotEmptyError(f"{couch.url}{db_path(name)} is not empty; restore with --force to add to it")
 
 
-def _documents(snapshot: Path, entry: dict[str, Any], design: list[bytes]) -> Iterator[bytes]:
+def _documents(
+    snapshot: Path, manifest: dict[str, Any], entry: dict[str, Any], design: list[bytes]
+) -> Iterator[bytes]:
     """The snapshot's documents as JSON for `_bulk_docs`, except design documents, which
     are added to `design` to go back last: a design document's validate_doc_update would
     otherwise judge the revisions restored after it (and pouchdb-server's, seeing a second
@@ -76,22 +75,23 @@ def _documents(snapshot: Path, entry: dict[str, Any], design: list[bytes]) -> It
 
     Lines are already compact JSON; only those with attachments are rewritten.
     """
-    with gzip.open(snapshot / entry["file"], "rb") as lines:
-        for raw in lines:
-            line = raw.rstrip(b"\n")
-            if DESIGN_ID in line and json.loads(line)["_id"].startswith("_design/"):
-                design.append(_with_attachments(snapshot, line))
-            elif ATTACHMENTS in line:
-                yield _with_attachments(snapshot, line)
-            else:
-                yield line
+    for number, line in enumerate(lines(snapshot, manifest, entry), start=1):
+        if DESIGN_ID in line or ATTACHMENTS in line:
+            document = parse(line, entry, number)
+            if document["_id"].startswith("_design/"):
+                design.append(_with_attachments(snapshot, manifest, document))
+                continue
+            if ATTACHMENTS in line:
+                yield _with_attachments(snapshot, manifest, document)
+                continue
+        yield line
 
 
-def _with_attachments(snapshot: Path, line: bytes) -> bytes:
-    """The document on `line` with its attachments' bytes inline, as `_bulk_docs` takes them."""
-    document = json.loads(line)
+def _with_attachments(snapshot: Path, manifest: dict[str, Any], document: dict[str, Any]) -> bytes:
+    """`document` with its attachments' bytes inline, as `_bulk_docs` takes them; each read
+    only from a file of the snapshot that its manifest lists."""
     for attachment in document.get("_attachments", {}).values():
-        data = (snapshot / attachment.pop("file")).read_bytes()
+        data = member(snapshot, manifest, attachment.pop("file", None)).read_bytes()
         attachment.pop("length", None)
         attachment["data"] = base64.b64encode(data).decode()
     return json.dumps(document, separators=(",", ":")).encode()
@@ -116,10 +116,10 @@ def _body(batch: list[bytes]) -> bytes:
     return b'{"new_edits":false,"docs":[' + b",".join(batch) + b"]}"
 
 
-def restore_database(couch: Couch, snapshot: Path, entry: dict[str, Any]) -> None:
+def restore_database(couch: Couch, snapshot: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> None:
     name = entry["name"]
     design: list[bytes] = []
-    _post_all(couch, name, _documents(snapshot, entry, design))
+    _post_all(couch, name, _documents(snapshot, manifest, entry, design))
     _post_all(couch, name, design)
     if entry["security"]:
         couch.json("PUT", db_path(name, "_security"), payload=entry["security"])

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +28,7 @@ PARTIAL = ".partial"
 LOCK = ".lock"
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME = re.compile(r"^\d{8}T\d{6}Z$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SnapshotError(Exception):
@@ -160,36 +162,100 @@ def _fsync_dir(path: Path) -> None:
 def read_manifest(snapshot: Path) -> dict[str, Any]:
     if snapshot.name.endswith(PARTIAL):
         raise SnapshotError(f"{snapshot} is incomplete (a backup was interrupted)")
+    path = snapshot / MANIFEST
+    if path.is_symlink():
+        raise SnapshotError(f"{path} is a symbolic link; a snapshot holds only its own files")
     try:
-        manifest = json.loads((snapshot / MANIFEST).read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise SnapshotError(f"{snapshot}: no {MANIFEST}; not a complete snapshot") from None
-    except ValueError as error:
-        raise SnapshotError(f"{snapshot}/{MANIFEST}: damaged: {error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SnapshotError(f"{path}: damaged: {error}") from None
+    return check_manifest(manifest, str(path))
+
+
+def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    """`manifest` if it is a well-formed manifest: every listed file a safe relative path
+    with a sha256 and a size, every database's file one of them. Whoever wrote the snapshot
+    wrote the manifest too, so nothing in it is trusted before this."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SnapshotError(f"{snapshot}/{MANIFEST}: not a {FORMAT} manifest")
+        raise SnapshotError(f"{where}: not a {FORMAT} manifest")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise SnapshotError(f"{where}: files: not an object")
+    for relative, entry in files.items():
+        if not safe_relative(relative):
+            raise SnapshotError(f"{where}: files: {relative!r} is not a path inside the snapshot")
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and SHA256.match(entry["sha256"])
+            and type(entry.get("size")) is int
+            and entry["size"] >= 0
+        ):
+            raise SnapshotError(f"{where}: files: {relative}: needs a sha256 (64 hex digits) and a size")
+    databases = manifest.get("databases", [])
+    if not isinstance(databases, list):
+        raise SnapshotError(f"{where}: databases: not a list")
+    for number, entry in enumerate(databases):
+        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)):
+            raise SnapshotError(f"{where}: databases[{number}]: needs a name")
+        if entry.get("file") not in files:
+            raise SnapshotError(
+                f"{where}: databases[{number}] ({entry['name']}): file {entry.get('file')!r}"
+                " is not one of the snapshot's files"
+            )
     return manifest
 
 
-def verify(snapshot: Path) -> dict[str, Any]:
-    """The manifest, after every file listed in it has been re-hashed; raises on any difference."""
-    manifest = read_manifest(snapshot)
-    check_files(snapshot, manifest)
-    return manifest
+def safe_relative(relative: object) -> bool:
+    """Whether `relative` names a file below a snapshot's directory (and not its manifest)."""
+    if not isinstance(relative, str) or not relative or relative.startswith("/") or "\0" in relative:
+        return False
+    parts = relative.split("/")
+    return relative != MANIFEST and all(part not in ("", ".", "..") for part in parts)
+
+
+def member(snapshot: Path, manifest: dict[str, Any], relative: object) -> Path:
+    """The path of one of the snapshot's files, for reading: only a file the manifest lists
+    (so verify has hashed it), and only a regular file reached without a symbolic link, so
+    that no name in a snapshot reads anything outside it."""
+    if not safe_relative(relative) or relative not in manifest["files"]:
+        raise SnapshotError(f"{snapshot}: {relative!r} is not one of the snapshot's files")
+    path = snapshot / str(relative)
+    try:
+        inside = path.resolve(strict=True) == snapshot.resolve(strict=True) / str(relative)
+        regular = stat.S_ISREG(path.lstat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SnapshotError(f"{snapshot}: {relative} is missing") from None
+    if not inside:
+        raise SnapshotError(f"{snapshot}: {relative} leads outside the snapshot (a symbolic link)")
+    if not regular:
+        raise SnapshotError(f"{snapshot}: {relative} is not a regular file")
+    return path
 
 
 def check_files(snapshot: Path, manifest: dict[str, Any]) -> None:
-    """Every file the manifest lists is there, with its size and sha256, and nothing else."""
+    """Every file the manifest lists is there, with its size and sha256, and nothing else:
+    no unlisted file, and no symbolic link or other special file anywhere."""
+    present: set[str] = set()
+    for directory, subdirectories, names in os.walk(snapshot):
+        for name in [*subdirectories, *names]:
+            path = Path(directory) / name
+            mode = path.lstat().st_mode
+            relative = path.relative_to(snapshot).as_posix()
+            if stat.S_ISLNK(mode):
+                raise SnapshotError(f"{snapshot}: {relative} is a symbolic link")
+            if stat.S_ISREG(mode):
+                present.add(relative)
+            elif not stat.S_ISDIR(mode):
+                raise SnapshotError(f"{snapshot}: {relative} is not a regular file")
+    present.discard(MANIFEST)
     listed = set(manifest["files"])
-    present = {path.relative_to(snapshot).as_posix() for path in snapshot.rglob("*") if path.is_file()} - {
-        MANIFEST
-    }
     if present - listed:
         raise SnapshotError(f"{snapshot}: files not in the manifest: {', '.join(sorted(present - listed))}")
     for relative, expected in sorted(manifest["files"].items()):
-        path = snapshot / relative
-        if not path.is_file():
-            raise SnapshotError(f"{snapshot}: {relative} is missing")
+        path = member(snapshot, manifest, relative)
         size = path.stat().st_size
         if size != expected["size"]:
             raise SnapshotError(

@@ -35,7 +35,8 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--dist", type=Path, default=Path("dist"), metavar="DIR", help="the build to publish (default: dist)"
     )
-    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory")
+    store_help = f"the store (default: {DEFAULT_STORE})"
+    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help=store_help)
     sub.add_argument(
         "--lock",
         type=Path,

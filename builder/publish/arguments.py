@@ -27,8 +27,10 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
         required=True,
         metavar="REG",
         help="e.g. ghcr.io/org; a leading https:// or http:// sets the scheme "
-        "(default: https, but http for this machine)",
+        "(default: https, but http for this machine); $MESHSEED_REGISTRY_USER and "
+        "$MESHSEED_REGISTRY_PASSWORD log in here only",
     )
+    _add_insecure(sub)
     sub.add_argument(
         "--key", type=Path, metavar="FILE", help="cosign.key to sign and attest with ($COSIGN_PASSWORD)"
     )
@@ -56,6 +58,14 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print the pushed references as JSON")
 
 
+def _add_insecure(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow http:// to a registry on another machine (warned about)",
+    )
+
+
 def add_verify_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--key", type=Path, required=True, metavar="FILE", help="cosign.pub")
     sub.add_argument(
@@ -64,3 +74,4 @@ def add_verify_arguments(sub: argparse.ArgumentParser) -> None:
         help="an image reference (repo:tag, repo@digest, repo:tag@digest) or a SHA256SUMS file",
     )
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_insecure(sub)

@@ -222,8 +222,8 @@ class RegistryClient:
         else:
             raise MeshseedError(
                 f"{self.where()}: {repository} needs credentials",
-                hint="set MESHSEED_REGISTRY_USER and MESHSEED_REGISTRY_PASSWORD, or log in with "
-                "`podman login`",
+                hint="set MESHSEED_REGISTRY_USER and MESHSEED_REGISTRY_PASSWORD (and MESHSEED_REGISTRY_HOST "
+                "to a registry --registry does not name), or log in with `podman login`",
             )
 
     def _pause(self, attempt: int, retry_after: str | None) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -51,9 +54,33 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(name="build-images")
 def build_images(session: nox.Session) -> None:
-    """Build dist/ for the example site, with our own images; arguments go to `meshseed build`."""
+    """Build dist/ for the example site, with our own images, first pinning k3s, Mycelium and
+    the upstream images where images.lock does not yet; arguments go to `meshseed build`."""
     install(session)
+    meshseed = shutil.which("meshseed", path=session.bin)
+    assert meshseed is not None
+    pin_upstream(meshseed, session.log)
     session.run("meshseed", "build", "--images", *session.posargs)
+
+
+def pin_upstream(meshseed: str, say: Callable[[str], object]) -> None:
+    """Run `meshseed lock --only upstream` when images.lock does not pin upstream.yaml (our
+    images' Debian pins stay as committed). Without the registries the build still makes the
+    seeds and our images, so then this says why in one line and the session goes on."""
+    check = [meshseed, "lock", "--check", "--only", "upstream"]
+    if subprocess.run(check, capture_output=True, check=False).returncode != 1:
+        return  # 0: pinned already; 2: bad input, which the build reports in full
+    locked = subprocess.run(
+        [meshseed, "lock", "--only", "upstream"], capture_output=True, text=True, check=False
+    )
+    lines = locked.stderr.splitlines()
+    unpinned = "images.lock did not pin k3s, Mycelium and the upstream images"
+    if locked.returncode == 0:
+        say(f"{unpinned}: {lines[-1] if lines else 'now it does'}")
+        return
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    reason = errors[-1] if errors else f"exit status {locked.returncode}"
+    say(f"{unpinned}, and `meshseed lock` failed ({reason}); building what can be built without them")
 
 
 @nox.session(default=False)

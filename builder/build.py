@@ -18,7 +18,7 @@ from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
 from builder.store.derivation import Derivation
 from builder.store.realise import Progress, Result, closure, realise
-from builder.store.store import Store
+from builder.store.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
     from builder.airgap import AirgapSettings
@@ -48,8 +48,12 @@ class Fetching:
 @dataclass(frozen=True)
 class Request:
     site: Path
-    store: Path
+    # None: `.meshseed/store` next to the site file.
+    store: Path | None
     master_key: Path | None
+    # Only `build` may make a missing key (at the default path): a command that only reads
+    # secrets would otherwise print ones that belong to no cluster.
+    create_master_key: bool = False
     airgap: bool = False
     lock: Path = DEFAULT_LOCK
     upstream: Path = DEFAULT_UPSTREAM
@@ -77,11 +81,16 @@ NO_PINS_WARNING = (
 )
 
 
-def open_deriver(master_key: Path | None, cluster: str) -> SecretDeriver:
+def open_deriver(master_key: Path | None, site: Site, *, create: bool = False) -> SecretDeriver:
     """The cluster's secrets, from `--master-key`, $MESHSEED_MASTER_KEY_FILE or the default
-    path (only there is a missing key created)."""
-    key_path, is_default = master_key_path(master_key, os.environ)
-    return SecretDeriver(load_master_key(key_path, create=is_default), cluster)
+    path next to the site file; with `create`, a key missing at the default path is made."""
+    key_path, is_default = master_key_path(master_key, os.environ, site.source.parent)
+    return SecretDeriver(load_master_key(key_path, create=create and is_default), site.cluster)
+
+
+def site_store(site: Site) -> Path:
+    """The default store: beside the site file, like its master key."""
+    return site.source.parent / DEFAULT_STORE
 
 
 def load_request_lock(request: Request) -> Lock:
@@ -93,7 +102,7 @@ def load_request_lock(request: Request) -> Lock:
 
 def load(request: Request) -> Loaded:
     site = load_site(request.site)
-    deriver = open_deriver(request.master_key, site.cluster)
+    deriver = open_deriver(request.master_key, site, create=request.create_master_key)
     lock = load_request_lock(request)
     airgap = None
     if request.airgap:
@@ -107,8 +116,13 @@ def load(request: Request) -> Loaded:
     epoch = source_date_epoch(os.environ)
     images = own_images(request, lock, airgap) if request.images else None
     settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, lock=lock)
-    warnings = (() if settings.pins is not None else (NO_PINS_WARNING,)) + manifest_warnings(settings.pins)
-    return Loaded(site, closure(plan(site, settings)), Store(request.store), warnings)
+    warnings = (
+        site.warnings
+        + (() if settings.pins is not None else (NO_PINS_WARNING,))
+        + manifest_warnings(settings.pins)
+    )
+    store = Store(request.store or site_store(site))
+    return Loaded(site, closure(plan(site, settings)), store, warnings)
 
 
 def manifest_warnings(pins: Lock | None) -> tuple[str, ...]:

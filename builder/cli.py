@@ -35,7 +35,7 @@ from builder.manifests.registry import secret_recipes
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
 from builder.resources import pinning_root
-from builder.secrets import Scope
+from builder.secrets import Scope, create_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
 from builder.store.progress import SilentProgress, progress_for
@@ -53,6 +53,8 @@ def _count(number: int, noun: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     site = load_site(args.site)
+    for warning in site.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     counts = ", ".join(_count(len(site.with_role(role)), role) for role in Role)
     print(f"{args.site}: ok (cluster {site.cluster}: {counts})")
     return ExitStatus.OK
@@ -65,7 +67,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    records = node_records(node_facts(site), open_deriver(args.master_key, site.cluster))
+    records = node_records(node_facts(site), open_deriver(args.master_key, site))
     if args.output:
         write_atomically(args.output, canonical_json(records).encode())
         print(f"wrote {args.output}", file=sys.stderr)
@@ -90,7 +92,7 @@ def cmd_secret(args: argparse.Namespace) -> int:
         raise bad_input(f"{purpose} is one secret for the whole cluster", hint="drop --node")
     if args.node is not None and args.node not in {node.name for node in site.nodes}:
         raise bad_input(f"{args.site}: no node named {args.node!r}")
-    print(open_deriver(args.master_key, site.cluster).derive_recipe(purpose, recipe, args.node).text)
+    print(open_deriver(args.master_key, site).derive_recipe(purpose, recipe, args.node).text)
     return ExitStatus.OK
 
 
@@ -102,12 +104,13 @@ def _fetching(args: argparse.Namespace) -> Fetching:
     return Fetching(mirrors=mirrors, artifact_mirror=args.artifact_mirror)
 
 
-def _request(args: argparse.Namespace) -> Request:
+def _request(args: argparse.Namespace, *, create_master_key: bool = False) -> Request:
     files = _lock_files(args)
     return Request(
         site=args.site,
         store=args.store,
         master_key=args.master_key,
+        create_master_key=create_master_key,
         airgap=getattr(args, "airgap", False),
         lock=files.lock,
         upstream=files.upstream,
@@ -197,7 +200,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    loaded = load(_request(args))
+    loaded = load(_request(args, create_master_key=True))
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     started = time.monotonic()
@@ -220,6 +223,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{row['status']:<7} {row['key'][:16]}  {row['name']}")
     to_build = sum(row["status"] == "build" for row in rows)
     print(f"{to_build} to build, {len(rows) - to_build} cached", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    path, _ = master_key_path(args.master_key, os.environ, args.site.parent)
+    if not create_master_key(path):
+        print(f"{path}: a master key is already there; kept it", file=sys.stderr)
     return ExitStatus.OK
 
 
@@ -250,7 +260,7 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
         raise MeshseedError(f"{site.source}: no node has role backup", status=ExitStatus.BAD_INPUT)
     node = backups[0]
     if args.via == "overlay":
-        host = str(mycelium_identity(open_deriver(args.master_key, site.cluster), node.name).overlay_address)
+        host = str(mycelium_identity(open_deriver(args.master_key, site), node.name).overlay_address)
     else:
         host = str(node.public_ipv6.ip)
     target = SshTarget(host, args.user, args.ssh_config, tuple(args.ssh_option or ()))
@@ -312,17 +322,21 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name. Below the top level their
     default is SUPPRESS, or a subcommand would reset what was given before its name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     common.add_argument("--debug", action="store_true", help="log everything and show tracebacks", **unset)
-    common.add_argument(
+    return common
+
+
+def _add_master_key(sub: argparse.ArgumentParser) -> None:
+    """Only on the commands that read secrets, so that no other seems to take a key."""
+    sub.add_argument(
         "--master-key",
         type=Path,
         metavar="FILE",
-        help="the 32-byte master key (default: $MESHSEED_MASTER_KEY_FILE or .meshseed/master.key)",
-        **unset,
+        help="the 32-byte master key (default: $MESHSEED_MASTER_KEY_FILE, else .meshseed/master.key "
+        "next to the site file)",
     )
-    return common
 
 
 def _add_site(sub: argparse.ArgumentParser) -> None:
@@ -332,7 +346,23 @@ def _add_site(sub: argparse.ArgumentParser) -> None:
 
 
 def _add_store(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory")
+    sub.add_argument(
+        "--store",
+        type=Path,
+        default=DEFAULT_STORE,
+        metavar="DIR",
+        help=f"the store (default: {DEFAULT_STORE})",
+    )
+
+
+def _add_site_store(sub: argparse.ArgumentParser) -> None:
+    """The store of a command that reads a site: by default beside it, as its key is."""
+    sub.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help=f"the store (default: {DEFAULT_STORE} next to the site file)",
+    )
 
 
 def _add_json(sub: argparse.ArgumentParser) -> None:
@@ -359,9 +389,17 @@ def _add_pins(sub: argparse.ArgumentParser) -> None:
 
 def _add_build_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", type=Path, default=Path("dist"), metavar="DIR", help="default: dist")
-    sub.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N")
+    cpus = os.cpu_count() or 1
+    sub.add_argument(
+        "-j", "--jobs", type=_positive, default=cpus, metavar="N", help=f"default: the CPU count ({cpus})"
+    )
     sub.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
     sub.add_argument("--repair", action="store_true", help="re-check store entries and rebuild corrupt ones")
+    _add_variant_options(sub)
+
+
+def _add_variant_options(sub: argparse.ArgumentParser) -> None:
+    """What a build makes, so that `plan` takes the same and shows the same derivations."""
     sub.add_argument("--airgap", action="store_true", help="also fetch every pinned image and binary")
     sub.add_argument("--bundle-compression", choices=["zstd", "none"], default="zstd", help="default: zstd")
     sub.add_argument("--images", action="store_true", help="also build our own images (images/*/image.yaml)")
@@ -370,6 +408,7 @@ def _add_build_options(sub: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="meshseed",
         description="Build everything a highly available Open edX cluster boots from, reproducibly.",
         parents=[_common_options(top=True)],
@@ -378,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, run: Command, text: str, *extras: Callable[[argparse.ArgumentParser], None]) -> Any:
-        sub = commands.add_parser(name, help=text, description=text, parents=[common])
+        sub = commands.add_parser(name, help=text, description=text, parents=[common], allow_abbrev=False)
         sub.set_defaults(run=run)
         for extra in extras:
             extra(sub)
@@ -386,20 +425,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", cmd_validate, "check a site file and report every problem", _add_site)
     add("schema", cmd_schema, "print the JSON Schema of site.yaml")
-    nodes = add("nodes", cmd_nodes, "list the nodes with their overlay addresses", _add_site, _add_json)
+    nodes = add(
+        "nodes",
+        cmd_nodes,
+        "list the nodes with their overlay addresses",
+        _add_site,
+        _add_json,
+        _add_master_key,
+    )
     nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
-    secret = add("secret", cmd_secret, "print one derived secret, named by purpose")
+    secret = add("secret", cmd_secret, "print one derived secret, named by purpose", _add_master_key)
     purposes = sorted(secret_recipes())
     secret.add_argument("purpose", choices=purposes, metavar="PURPOSE", help="one of: " + ", ".join(purposes))
     _add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
     text = "build dist/ for a site, reusing what the store already holds"
-    add("build", cmd_build, text, _add_site, _add_store, _add_build_options, _add_pins)
-    plan = add(
-        "plan", cmd_plan, "show what a build would make and what is cached", _add_site, _add_store, _add_json
+    add("build", cmd_build, text, _add_site, _add_site_store, _add_build_options, _add_pins, _add_master_key)
+    text = "show what a build would make and what is cached (takes build's options)"
+    add(
+        "plan",
+        cmd_plan,
+        text,
+        _add_site,
+        _add_site_store,
+        _add_json,
+        _add_variant_options,
+        _add_pins,
+        _add_master_key,
     )
-    plan.add_argument("--airgap", action="store_true", help="plan an --airgap build")
-    _add_pins(plan)
     lock = add("lock", cmd_lock, "resolve images/upstream.yaml into images.lock", _add_pins)
     lock.add_argument("--check", action="store_true", help="only check that images.lock is current")
     lock.add_argument(
@@ -426,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("verify", cmd_store_verify, "re-hash every entry and report corruption"),
         ("gc", cmd_store_gc, "remove entries that no dist/ refers to"),
     ):
-        sub = store_commands.add_parser(name, help=description, description=description, parents=[common])
+        sub = store_commands.add_parser(
+            name, help=description, description=description, parents=[common], allow_abbrev=False
+        )
         sub.set_defaults(run=run)
         _add_store(sub)
         _add_json(sub)
@@ -435,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     text = "check a published image's signature and attestations, or a signed SHA256SUMS"
     add("verify", cmd_verify, text, add_verify_arguments)
     _add_keys_commands(
-        add("keys", lambda _: ExitStatus.OK, "make the keys that sign images and dist/"), common
+        add("keys", lambda _: ExitStatus.OK, "make the site's master key and the keys that sign images"),
+        common,
     )
     _add_backup_commands(
         add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots"), common
@@ -445,8 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_keys_commands(keys: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    text = "make the site's master key, .meshseed/master.key next to the site file, unless it exists"
+    init = keys_commands.add_parser("init", help=text, description=text, parents=[common], allow_abbrev=False)
+    init.set_defaults(run=cmd_keys_init)
+    _add_site(init)
+    _add_master_key(init)
     text = "write cosign.key and cosign.pub in cosign's format, the key sealed with $COSIGN_PASSWORD"
-    generate = keys_commands.add_parser("generate", help=text, description=text, parents=[common])
+    generate = keys_commands.add_parser(
+        "generate", help=text, description=text, parents=[common], allow_abbrev=False
+    )
     generate.set_defaults(run=cmd_keys_generate)
     generate.add_argument(
         "--out", type=Path, default=Path(), metavar="DIR", help="default: the current directory"
@@ -456,10 +519,13 @@ def _add_keys_commands(keys: argparse.ArgumentParser, common: argparse.ArgumentP
 def _add_backup_commands(backup: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     backup_commands = backup.add_subparsers(dest="backup_command", required=True, metavar="COMMAND")
     text = "copy new snapshots from the backup node over SSH, verify them, rotate the local copies"
-    pull = backup_commands.add_parser("pull", help=text, description=text, parents=[common])
+    pull = backup_commands.add_parser(
+        "pull", help=text, description=text, parents=[common], allow_abbrev=False
+    )
     pull.set_defaults(run=cmd_backup_pull)
     _add_site(pull)
     _add_json(pull)
+    _add_master_key(pull)
     pull.add_argument("--to", type=Path, default=Path("backups"), metavar="DIR", help="default: backups")
     pull.add_argument(
         "--via",

@@ -138,8 +138,11 @@ class SecretDeriver:
         return Secret(raw, recipe.encode(raw))
 
 
-def master_key_path(option: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
-    """Where the master key is, and whether it is the default (the only place we create one)."""
+def master_key_path(
+    option: Path | None, environ: Mapping[str, str], site_dir: Path = Path()
+) -> tuple[Path, bool]:
+    """Where the master key is, and whether it is the default: `.meshseed/master.key` in
+    the site file's folder, wherever the command runs from (the key belongs to the site)."""
     if option is not None:
         return option, False
     if MASTER_KEY_ENV in environ:
@@ -148,10 +151,10 @@ def master_key_path(option: Path | None, environ: Mapping[str, str]) -> tuple[Pa
         if not environ[MASTER_KEY_ENV]:
             raise bad_input(
                 f"${MASTER_KEY_ENV} is set but empty",
-                hint=f"name the key file in it, or unset it to use {DEFAULT_MASTER_KEY}",
+                hint=f"name the key file in it, or unset it to use {site_dir / DEFAULT_MASTER_KEY}",
             )
         return Path(environ[MASTER_KEY_ENV]), False
-    return DEFAULT_MASTER_KEY, True
+    return site_dir / DEFAULT_MASTER_KEY, True
 
 
 def load_master_key(path: Path, *, create: bool) -> bytes:
@@ -169,7 +172,8 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
         if not create:
             raise bad_input(
                 f"{path}: no master key here",
-                hint="restore it from your backup; meshseed only creates one at the default path",
+                hint="restore it from your backup; only `meshseed keys init` and `meshseed build` "
+                "make a new one",
             ) from None
         return _create_master_key(path)
     except OSError as error:
@@ -200,6 +204,16 @@ def _read_private_file(path: Path, fd: int) -> bytes:
             return handle.read()
     except OSError as error:
         raise bad_input(f"{path}: cannot read the master key: {error.strerror}") from None
+
+
+def create_master_key(path: Path) -> bool:
+    """`meshseed keys init`: make a key at `path` unless one is there (which is then
+    checked, never replaced). True if a key was made."""
+    if path.exists() or path.is_symlink():
+        load_master_key(path, create=False)
+        return False
+    _create_master_key(path)
+    return True
 
 
 def _create_master_key(path: Path) -> bytes:

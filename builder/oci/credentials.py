@@ -1,5 +1,9 @@
 """Registry credentials: from the environment (CI), else from the files `podman login` and
-`docker login` write. Passwords are handed to the registry client only, never logged."""
+`docker login` write. Passwords are handed to the registry client only, never logged.
+
+The environment's pair names no registry, so it goes only to the one the command was
+told to push to (`--registry`) or the one `$MESHSEED_REGISTRY_HOST` names: a reference to
+any other host must not collect CI's password."""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 USER_ENV = "MESHSEED_REGISTRY_USER"
 PASSWORD_ENV = "MESHSEED_REGISTRY_PASSWORD"
+HOST_ENV = "MESHSEED_REGISTRY_HOST"
 
 
 def _auth_files(environ: Mapping[str, str]) -> list[Path]:
@@ -25,9 +30,17 @@ def _auth_files(environ: Mapping[str, str]) -> list[Path]:
     return files
 
 
-def credentials_for(registry: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
-    """(user, password) for `registry` (host[:port]), or None to go anonymously."""
-    if environ.get(USER_ENV) and PASSWORD_ENV in environ:
+Lookup = Callable[[str], "tuple[str, str] | None"]
+
+
+def credentials_for(
+    registry: str, named: str | None = None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, str] | None:
+    """(user, password) for `registry` (host[:port]), or None to go anonymously. `named`
+    is the registry the command line names, the only one besides $MESHSEED_REGISTRY_HOST
+    that the environment's pair is for."""
+    owners = {name.lower() for name in (named, environ.get(HOST_ENV)) if name}
+    if environ.get(USER_ENV) and PASSWORD_ENV in environ and registry.lower() in owners:
         return environ[USER_ENV], environ[PASSWORD_ENV]
     for path in _auth_files(environ):
         try:
@@ -38,3 +51,8 @@ def credentials_for(registry: str, environ: Mapping[str, str] = os.environ) -> t
         if user:
             return user, password
     return None
+
+
+def credentials_lookup(named: str | None) -> Lookup:
+    """What `Registries` asks for each registry it talks to."""
+    return lambda registry: credentials_for(registry, named)

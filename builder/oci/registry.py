@@ -42,13 +42,21 @@ class Manifest:
     digest: str
 
 
+def is_loopback(host: str) -> bool:
+    """This machine, by name or address: the only place plain HTTP cannot be overheard."""
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
 def default_endpoint(registry: str) -> str:
     if registry == DOCKER_HUB:
         return "https://registry-1.docker.io"
     # Like Docker, talk plain HTTP only to registries on this machine.
-    host = urlsplit(f"//{registry}").hostname or ""
-    local = host in {"localhost", "::1"} or host.startswith("127.")
+    local = is_loopback(urlsplit(f"//{registry}").hostname or "")
     return f"{'http' if local else 'https'}://{registry}"
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 @dataclass
@@ -100,9 +108,17 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._basic: str | None = None
         self._sleep: Callable[[float], None] = time.sleep
+        endpoint_url = httpx.URL(endpoint)
+        self._origin = _origin(endpoint_url)
+        # A token service on plain HTTP would hand the password (and the token) to anyone
+        # on the path; only a registry that is itself plain HTTP on this machine may use one.
+        self._plain_tokens = endpoint_url.scheme == "http" and is_loopback(endpoint_url.host)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry} at {self.endpoint})"
+
+    def close(self) -> None:
+        self._http.close()
 
     def where(self) -> str:
         return (
@@ -118,6 +134,11 @@ class RegistryClient:
         realm = params.pop("realm", None)
         if realm is None:
             raise MeshseedError(f"{self.where()}: asks for a token without saying where to get one")
+        if not realm.startswith("https://") and not (self._plain_tokens and realm.startswith("http://")):
+            raise MeshseedError(
+                f"{self.where()}: refused the token service {realm}: it is not https",
+                hint="a registry reached over https must hand out its tokens over https",
+            )
         params["scope"] = scope
         log.info("GET %s (token for %s)", realm, params["scope"])
         try:
@@ -155,12 +176,15 @@ class RegistryClient:
         url = path if path.startswith(("http://", "https://")) else f"{self.endpoint}/v2/{path}"
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         attempt = 0
-        authenticated = False
+        # An upload Location may point anywhere; credentials and tokens are the registry's
+        # own, so another host gets neither, nor an answer to its challenge.
+        own = _origin(httpx.URL(url)) == self._origin
+        authenticated = not own
         while True:
             request_headers = dict(headers)
-            if scope in self._tokens:
+            if own and scope in self._tokens:
                 request_headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-            elif self._basic:
+            elif own and self._basic:
                 request_headers["Authorization"] = self._basic
             log.info("%s %s", method, url)
             try:
@@ -198,8 +222,8 @@ class RegistryClient:
         else:
             raise MeshseedError(
                 f"{self.where()}: {repository} needs credentials",
-                hint="set MESHSEED_REGISTRY_USER and MESHSEED_REGISTRY_PASSWORD, or log in with "
-                "`podman login`",
+                hint="set MESHSEED_REGISTRY_USER and MESHSEED_REGISTRY_PASSWORD (and MESHSEED_REGISTRY_HOST "
+                "to a registry --registry does not name), or log in with `podman login`",
             )
 
     def _pause(self, attempt: int, retry_after: str | None) -> None:

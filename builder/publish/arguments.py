@@ -27,15 +27,18 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
         required=True,
         metavar="REG",
         help="e.g. ghcr.io/org; a leading https:// or http:// sets the scheme "
-        "(default: https, but http for this machine)",
+        "(default: https, but http for this machine); $MESHSEED_REGISTRY_USER and "
+        "$MESHSEED_REGISTRY_PASSWORD log in here only",
     )
+    _add_insecure(sub)
     sub.add_argument(
         "--key", type=Path, metavar="FILE", help="cosign.key to sign and attest with ($COSIGN_PASSWORD)"
     )
     sub.add_argument(
         "--dist", type=Path, default=Path("dist"), metavar="DIR", help="the build to publish (default: dist)"
     )
-    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store directory")
+    store_help = f"the store (default: {DEFAULT_STORE})"
+    sub.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help=store_help)
     sub.add_argument(
         "--lock",
         type=Path,
@@ -55,6 +58,14 @@ def add_publish_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print the pushed references as JSON")
 
 
+def _add_insecure(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow http:// to a registry on another machine (warned about)",
+    )
+
+
 def add_verify_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--key", type=Path, required=True, metavar="FILE", help="cosign.pub")
     sub.add_argument(
@@ -63,3 +74,4 @@ def add_verify_arguments(sub: argparse.ArgumentParser) -> None:
         help="an image reference (repo:tag, repo@digest, repo:tag@digest) or a SHA256SUMS file",
     )
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_insecure(sub)

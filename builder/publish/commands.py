@@ -7,13 +7,15 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.lock import DEFAULT_LOCK, LockFiles, UpstreamPart, load_lock
-from builder.oci.credentials import credentials_for
+from builder.oci.credentials import credentials_lookup
 from builder.oci.push import Pusher
 from builder.oci.reference import parse_reference
-from builder.oci.registry import Registries
+from builder.oci.registry import Registries, is_loopback
 from builder.publish.built import built_images, upstream_images
 from builder.publish.run import Destination, Provenance, publish, sign_checksums
 from builder.publish.verify import verify_checksums, verify_image
@@ -24,22 +26,33 @@ from builder.store.store import Store
 from builder.tools.git import head_commit
 
 
-def _registries(endpoint: str | None, registry: str) -> Registries:
-    """Registry clients with credentials; `endpoint` (scheme://host) if the user gave one."""
-    return Registries(mirrors={registry: endpoint} if endpoint else {}, credentials=credentials_for)
+def _registries(endpoint: str | None, registry: str, *, named: str | None) -> Registries:
+    """Registry clients with credentials; `endpoint` (scheme://host) if the user gave one.
+    `named` is the registry `--registry` names, the only one the environment's login is for."""
+    return Registries(mirrors={registry: endpoint} if endpoint else {}, credentials=credentials_lookup(named))
 
 
-def _split_scheme(text: str) -> tuple[str | None, str]:
-    """`https://host/path` -> ("https://host", "host/path"); no scheme -> (None, text)."""
+def _split_scheme(text: str, *, insecure: bool) -> tuple[str | None, str]:
+    """`https://host/path` -> ("https://host", "host/path"); no scheme -> (None, text).
+    Plain http to another machine is refused unless `insecure`, and then warned about."""
     scheme, separator, rest = text.partition("://")
     if not separator:
         return None, text
     if scheme not in ("http", "https"):
         raise bad_input(f"{text!r}: only http:// or https:// may come before the registry")
-    return f"{scheme}://{rest.split('/', 1)[0]}", rest
+    endpoint = f"{scheme}://{rest.split('/', 1)[0]}"
+    if scheme == "http" and not is_loopback(httpx.URL(endpoint).host):
+        if not insecure:
+            raise bad_input(
+                f"{text!r}: plain http to another machine shows everything on the way, logins included",
+                hint="use https://, or give --insecure if the network in between is yours",
+            )
+        print(f"warning: --insecure: talking plain http to {endpoint}", file=sys.stderr)
+    return endpoint, rest
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    endpoint, registry = _split_scheme(args.registry, insecure=args.insecure)
     key = None
     if args.key is not None:
         try:
@@ -61,9 +74,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     facts = Provenance(lock, head_commit(Path.cwd()), _source_uri())
     # Everything to push is found before anything is pushed.
     upstream = upstream_images(lock, store) if args.upstream else []
-    endpoint, registry = _split_scheme(args.registry)
     destination = Destination.parse(registry)
-    registries = _registries(endpoint, destination.registry)
+    registries = _registries(endpoint, destination.registry, named=destination.registry)
     chunk = args.chunk_size
     published, counts = publish(images, destination, registries, key=key, facts=facts, chunk_size=chunk)
     if upstream:
@@ -108,12 +120,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{target}: signature valid, {count} files match",
         )
         return ExitStatus.OK
-    endpoint, text = _split_scheme(args.target)
+    endpoint, text = _split_scheme(args.target, insecure=args.insecure)
     try:
         reference = parse_reference(text)
     except ValueError as error:
         raise bad_input(str(error)) from None
-    pusher = Pusher(_registries(endpoint, reference.registry).client(reference.registry))
+    # No --registry here: the environment's login goes only to $MESHSEED_REGISTRY_HOST.
+    pusher = Pusher(_registries(endpoint, reference.registry, named=None).client(reference.registry))
     verified = verify_image(pusher, reference, key)
     kinds = " and ".join(verified.attestations)
     _report(

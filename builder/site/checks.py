@@ -24,6 +24,7 @@ def check_nodes(decoder: Decoder) -> None:
     _check_unique(decoder, paths, "public_ipv6", "address", lambda interface: str(interface.ip))
     for path in paths:
         _check_gateway(decoder, path)
+        _check_ssh_keys(decoder, path)
     if "nodes" in decoder.values:
         _check_roles(decoder, [decoder.values[f"{path}.role"] for path in paths])
 
@@ -56,6 +57,21 @@ def _check_gateway(decoder: Decoder, path: str) -> None:
         f"{gateway} is neither inside {interface.network} nor link-local",
         "a node can only reach a gateway on its own link",
     )
+
+
+def _check_ssh_keys(decoder: Decoder, path: str) -> None:
+    """The same key twice in one node's list is harmless to sshd but is most often a key
+    pasted where another was meant; comments do not make keys differ."""
+    first_line: dict[tuple[str, ...], int] = {}
+    for index in range(decoder.lengths.get(f"{path}.ssh_authorized_keys", 0)):
+        key_path = f"{path}.ssh_authorized_keys[{index}]"
+        if key_path not in decoder.values:
+            continue
+        key, line = tuple(decoder.values[key_path].split()[:2]), decoder.lines[key_path]
+        if key in first_line:
+            decoder.warn(line, key_path, f"the same key as line {first_line[key]}", "was another key meant?")
+        else:
+            first_line[key] = line
 
 
 def _check_roles(decoder: Decoder, roles: list[Role]) -> None:

@@ -204,6 +204,8 @@ class Site:
         default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")
     )
     source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
+    # What loading found suspicious but allowed (`file:line: key: message`), for the commands to print.
+    warnings: tuple[str, ...] = field(default=(), compare=False, metadata={"internal": True})
 
     @property
     def apps_host(self) -> str:

@@ -73,19 +73,24 @@ def join(path: str, key: str) -> str:
 class Decoder:
     """Decodes one file.
 
-    `problems` gathers what is wrong, `lines` says where each key path is, and `values`
+    `problems` gathers what is wrong, `warnings` what is allowed but likely a slip,
+    `lines` says where each key path is, and `values`
     holds every value that decoded, even inside a node that as a whole did not, so that
     checks across nodes still see them.
     """
 
     file: str
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     lengths: dict[str, int] = field(default_factory=dict)
 
     def report(self, line: int, path: str, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(self.file, line, path, message, hint))
+
+    def warn(self, line: int, path: str, message: str, hint: str | None = None) -> None:
+        self.warnings.append(Problem(self.file, line, path, message, hint))
 
     def decode(self, hint: Any, node: yaml.Node, path: str, meta: typing.Mapping[str, Any]) -> Any:
         self.lines[path] = line_of(node)

@@ -317,7 +317,9 @@ def test_tls_registry_with_htpasswd(project: Project, tmp_path: Path) -> None:
         report = project.publish(f"https://{secure.host}/ci", "--chunk-size", "64K", env=credentials)
         assert report["blobs"]["uploaded"] >= 3
         reference = "https://" + report["images"][0]["reference"]
-        verified = project.verify(reference, env=credentials)
+        # verify names no --registry: the environment's login is for $MESHSEED_REGISTRY_HOST only.
+        _refused(project.verify(reference, env=credentials), "needs credentials")
+        verified = project.verify(reference, env={**credentials, "MESHSEED_REGISTRY_HOST": secure.host})
         assert verified.returncode == 0, verified.stderr
         _refused(project.verify(reference, env=env), "needs credentials")
         logged = project.run(

@@ -172,4 +172,4 @@ def test_common_options_work_before_and_after_the_command() -> None:
     assert parser.parse_args(["--debug", "validate"]).debug is True
     assert parser.parse_args(["validate", "--debug"]).debug is True
     assert parser.parse_args(["validate"]).debug is False
-    assert parser.parse_args(["--master-key", "k", "nodes"]).master_key == Path("k")
+    assert parser.parse_args(["nodes", "--master-key", "k"]).master_key == Path("k")

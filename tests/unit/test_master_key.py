@@ -68,8 +68,8 @@ def test_a_symlink_to_a_private_key_is_followed(master_key_file: Path, tmp_path:
 def test_a_path_through_a_file_is_a_missing_key(master_key_file: Path) -> None:
     inside = master_key_file / "master.key"
     assert refusal(inside) == (
-        f"{inside}: no master key here (restore it from your backup; "
-        "meshseed only creates one at the default path)"
+        f"{inside}: no master key here (restore it from your backup; only `meshseed keys init` "
+        "and `meshseed build` make a new one)"
     )
 
 
@@ -153,7 +153,7 @@ def test_cli_refuses_an_empty_key_variable_and_creates_nothing(
         2,
         "",
         f"error: ${MASTER_KEY_ENV} is set but empty "
-        f"(name the key file in it, or unset it to use {DEFAULT_MASTER_KEY})\n",
+        f"(name the key file in it, or unset it to use {EXAMPLE_SITE.parent / DEFAULT_MASTER_KEY})\n",
     )
     assert not (tmp_path / ".meshseed").exists()
 

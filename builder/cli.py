@@ -81,6 +81,14 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_known_hosts(args: argparse.Namespace) -> int:
+    from builder.ssh_host_keys import known_hosts  # noqa: PLC0415 - loads cryptography
+
+    site = load_site(args.site)
+    sys.stdout.write(known_hosts(site, open_deriver(args.master_key, site)))
+    return ExitStatus.OK
+
+
 def cmd_secret(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     purpose = args.purpose
@@ -252,6 +260,7 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
 
 def cmd_backup_pull(args: argparse.Namespace) -> int:
     from builder.backup_pull import pull  # noqa: PLC0415 - only this command needs ssh
+    from builder.ssh_host_keys import pinned_host_key  # noqa: PLC0415
     from builder.tools.ssh import SshTarget  # noqa: PLC0415
 
     site = load_site(args.site)
@@ -259,12 +268,17 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
     if not backups:
         raise MeshseedError(f"{site.source}: no node has role backup", status=ExitStatus.BAD_INPUT)
     node = backups[0]
+    deriver = open_deriver(args.master_key, site)
     if args.via == "overlay":
-        host = str(mycelium_identity(open_deriver(args.master_key, site), node.name).overlay_address)
+        host = str(mycelium_identity(deriver, node.name).overlay_address)
     else:
         host = str(node.public_ipv6.ip)
-    target = SshTarget(host, args.user, args.ssh_config, tuple(args.ssh_option or ()))
-    report = pull(target, args.to, site.backups.local_retention, remote_root=args.remote_root)
+    with pinned_host_key(deriver, node.name) as pinned:
+        # The node's derived host key and no other, whatever ssh_config or known_hosts say
+        # (ssh takes the first value it sees, and -o comes before -F's file).
+        options = (*pinned, *(args.ssh_option or ()))
+        target = SshTarget(host, args.user, args.ssh_config, options)
+        report = pull(target, args.to, site.backups.local_retention, remote_root=args.remote_root)
     if args.json:
         print(json.dumps(vars(report), indent=2, sort_keys=True))
     else:
@@ -434,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_master_key,
     )
     nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
+    text = "print a known_hosts file with every node's derived SSH host key"
+    add("known-hosts", cmd_known_hosts, text, _add_site, _add_master_key)
     secret = add("secret", cmd_secret, "print one derived secret, named by purpose", _add_master_key)
     purposes = sorted(secret_recipes())
     secret.add_argument("purpose", choices=purposes, metavar="PURPOSE", help="one of: " + ", ".join(purposes))

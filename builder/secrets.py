@@ -67,6 +67,7 @@ class Purpose(StrEnum):
     COUCHDB_AUTH_SECRET = "couchdb-auth-secret"
     LMS_DJANGO_SECRET_KEY = "lms-django-secret-key"
     MYCELIUM_KEY = "mycelium-key"
+    SSH_HOST_KEY = "ssh-host-key"
     # What Tutor would otherwise invent at random (its config/base.yml).
     OPENEDX_CMS_OAUTH2_SECRET = "openedx-cms-oauth2-secret"
     OPENEDX_JWT_RSA_SEED = "openedx-jwt-rsa-seed"
@@ -92,6 +93,8 @@ RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.LMS_DJANGO_SECRET_KEY: Recipe(Scope.CLUSTER, 36, _base64url),
     # The raw bytes are the x25519 secret key Mycelium keeps in its key file.
     Purpose.MYCELIUM_KEY: Recipe(Scope.NODE, 32, bytes.hex),
+    # The raw bytes are the node's ed25519 host key seed (builder/ssh_host_keys.py).
+    Purpose.SSH_HOST_KEY: Recipe(Scope.NODE, 32, bytes.hex),
     Purpose.OPENEDX_CMS_OAUTH2_SECRET: Recipe(Scope.CLUSTER, 24, bytes.hex),
     # Seeds a deterministic RSA key generation; never used as a value itself.
     Purpose.OPENEDX_JWT_RSA_SEED: Recipe(Scope.CLUSTER, 32, bytes.hex),

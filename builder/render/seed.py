@@ -34,6 +34,7 @@ from builder.render.node import (
 from builder.render.templates import environment, render
 from builder.secrets import Purpose, SecretDeriver
 from builder.site import Node, Role, Site
+from builder.ssh_host_keys import host_key
 from builder.store.derivation import BuildContext, Derivation
 
 SEED_FILES = ("meta-data", "network-config", "user-data")
@@ -125,6 +126,8 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
     if context["k3s"]["server"]:
         settings["tls-san"] = mesh["tls_san"]
     peers = peers_of(mesh, context["node"]["name"], context["mycelium"]["extra_peers"])
+    host = host_key(ctx.secrets, context["node"]["name"])
+    context["ssh_host_key"] = {"private": host.private_openssh, "public": host.public}
     key = ctx.secrets.derive(Purpose.MYCELIUM_KEY, context["node"]["name"]).raw
     context.update(
         pinned=pinned,

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.secrets import SecretDeriver
+from builder.ssh_host_keys import host_key
+from tests.conftest import TEST_MASTER_KEY
 from tests.integration.oci_fixtures import free_port
 from tests.tools import require, unavailable
 
@@ -36,7 +39,12 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         unavailable("sshd needs root to switch to the login user")
     work = tmp_path / "sshd"
     work.mkdir()
-    keygen(work / "host_key")
+    # The example site's backup node (vault) presents its derived host key, as its seed
+    # installs it; `meshseed backup pull` accepts no other.
+    (work / "host_key").write_text(
+        host_key(SecretDeriver(TEST_MASTER_KEY, "campus"), "vault").private_openssh
+    )
+    (work / "host_key").chmod(0o600)
     keygen(work / "user_key")
     (work / "authorized_keys").write_text((work / "user_key.pub").read_text())
     port = free_port()
@@ -46,12 +54,13 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\n"
     )
-    host_key = (work / "host_key.pub").read_text().split()
-    (work / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    # An operator's own known_hosts, which would accept any key for the address: the pull
+    # must not rely on it.
+    (work / "known_hosts").write_text("")
     # The alias is the example site's backup node (vault); ssh connects to 127.0.0.1 instead.
     (work / "ssh_config").write_text(
         f"Host 2001:db8:40::14\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {work / 'user_key'}\n"
-        f"  IdentitiesOnly yes\n  UserKnownHostsFile {work / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {work / 'known_hosts'}\n  StrictHostKeyChecking no\n"
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     with (work / "sshd.log").open("wb") as log:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.backup.couchdb_fixtures import AGENT, agent
-from tests.backup.sshd_fixtures import Sshd
+from tests.backup.sshd_fixtures import Sshd, keygen
 from tests.conftest import EXAMPLE_SITE
 from tests.integration.cli import MESHSEED, environment, meshseed
 
@@ -171,3 +171,24 @@ def test_an_unreachable_node_is_a_clear_error(tmp_path: Path, master_key_file: P
     assert result.returncode == 1
     assert "error: ssh debian@2001:db8:40::14" in result.stderr and "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "pulled", ignore_errors=True)
+
+
+def test_a_node_presenting_another_host_key_is_refused(
+    sshd: Sshd, tmp_path: Path, master_key_file: Path
+) -> None:
+    """The same sshd with a host key the master key did not derive: nothing is copied,
+    whatever the operator's ssh_config says (here StrictHostKeyChecking no)."""
+    site_with_retention(tmp_path, "{daily: 30, weekly: 0, monthly: 0}")
+    make_snapshot(tmp_path / "remote" / "couchdb", dt.datetime(2026, 11, 1, 2, 0, tzinfo=UTC))
+    assert pull(tmp_path, sshd, master_key_file).returncode == 0
+    shutil.rmtree(tmp_path / "pulled")
+    work = sshd.client_config.parent
+    (work / "host_key").unlink()
+    keygen(work / "host_key")
+    # sshd reads its host keys for every new connection.
+    result = pull(tmp_path, sshd, master_key_file)
+    assert result.returncode == 1, result.stderr
+    assert "Host key verification failed" in result.stderr, result.stderr
+    assert not (tmp_path / "pulled" / "couchdb").exists() or not any(
+        (tmp_path / "pulled" / "couchdb").iterdir()
+    )

@@ -132,7 +132,7 @@ def boot(name: str, nodes: Path, files: Path, work: Path, **options: object) -> 
 
 
 def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
-    project: Path, guest_files: Path, tmp_path: Path
+    project: Path, guest_files: Path, tmp_path: Path, master_key_file: Path
 ) -> None:
     work = tmp_path / "vms"
     work.mkdir()
@@ -148,6 +148,8 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         second.stop()
     nodes = json.loads((project.parent / "nodes.json").read_text())
     overlay = {n["name"]: n["overlay_address"] for n in nodes}
+    listed = meshseed("known-hosts", cwd=project, master_key=master_key_file).stdout.splitlines()
+    host_keys = {line.split()[-1]: line.split()[1:3] for line in listed}
     for vm in (first, second):
         console = vm.console()
         assert "meshseed: verified k3s (" in console, console[-3000:]
@@ -164,6 +166,9 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         assert vm.exists("/etc/systemd/system/k3s.service.d/10-meshseed.conf")
         assert vm.exists("/var/lib/rancher/k3s/agent/images/images.tar.zst")
         assert vm.read("/etc/hostname").strip() == vm.name
+        # The derived host key, and no generated one beside it.
+        assert vm.read("/etc/ssh/ssh_host_ed25519_key.pub").split()[:2] == host_keys[vm.name]
+        assert not vm.exists("/etc/ssh/ssh_host_rsa_key") and not vm.exists("/etc/ssh/ssh_host_ecdsa_key")
         mycelium_log = vm.read("/var/lib/mycelium/order.log")
         k3s_log = vm.read("/var/lib/meshseed-test/order.log")
         mycelium_started = float(mycelium_log.split()[1])

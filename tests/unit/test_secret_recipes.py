@@ -53,6 +53,12 @@ PINNED = {
         False,
         "7tgnA2Ihhw2AakVDsKWaF12bmEH6C4MLOJirdjDsmCkZMtsa",
     ),
+    Purpose.SSH_HOST_KEY: (
+        32,
+        hex_text,
+        True,
+        "7fc140eae202acf0b27e90c926efda3954c421f00edee92aba9b29bfe55b91ab",
+    ),
     Purpose.MYCELIUM_KEY: (
         32,
         hex_text,

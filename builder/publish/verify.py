@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder.attest import provenance, sbom
 from builder.attest.statement import subject_digests
+from builder.digest import parse_digest
 from builder.errors import MeshseedError
 from builder.oci.push import Pusher
 from builder.oci.reference import Reference
@@ -90,7 +91,9 @@ def _check_signature(
         raise refused(shown, f"unsigned: no {attached_tag(digest, SIGNATURE_SUFFIX)} signature")
     other_digests = []
     for layer in layers:
-        payload = pusher.fetch_blob(repository, layer["digest"])
+        payload = pusher.fetch_blob(
+            repository, parse_digest(layer.get("digest"), f"{shown}: a signature layer")
+        )
         signature = layer.get("annotations", {}).get(SIGNATURE_ANNOTATION, "")
         if payload is None or not is_valid(key, payload, signature):
             continue
@@ -125,7 +128,9 @@ def _check_attestation(
     ]
     subjects: list[str] = []
     for layer in layers:
-        envelope = pusher.fetch_blob(repository, layer["digest"])
+        envelope = pusher.fetch_blob(
+            repository, parse_digest(layer.get("digest"), f"{shown}: an attestation layer")
+        )
         payload = dsse.open_envelope(envelope, key) if envelope is not None else None
         if payload is None:
             continue

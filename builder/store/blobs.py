@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,11 +60,15 @@ class BlobStore:
         if not self.root.is_dir():
             return 0
         for algorithm in self.root.iterdir():
+            # Through a symlinked directory gc would delete files wherever it points: it goes itself.
+            if algorithm.is_symlink():
+                algorithm.unlink()
+                continue
             if algorithm.name == "partial" or not algorithm.is_dir():
                 continue
             for blob in algorithm.iterdir():
-                info = blob.stat()
-                if info.st_nlink == 1:
-                    freed += info.st_size
+                info = blob.lstat()
+                if stat.S_ISLNK(info.st_mode) or info.st_nlink == 1:
+                    freed += info.st_size if stat.S_ISREG(info.st_mode) else 0
                     blob.unlink()
         return freed

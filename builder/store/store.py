@@ -29,7 +29,7 @@ from builder.store.tree import Entry, ModeClass, scan, set_modes, tree_digest
 
 DEFAULT_STORE = Path(".meshseed/store")
 ENTRY_RECORD = ".entry.json"
-_TMP, _LOCKS, _ROOTS = ".tmp", ".locks", ".roots"
+_TMP, _LOCKS, _ROOTS, _CHECKED = ".tmp", ".locks", ".roots", ".checked"
 _SPACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -79,12 +79,16 @@ class Store:
     def path_of(self, store_name: str) -> Path:
         return self.root / store_name
 
+    def checked_path(self, store_name: str) -> Path:
+        """Where `store.intact` remembers what it last found the entry to be."""
+        return self.root / _CHECKED / f"{store_name}.json"
+
     def prepare(self) -> None:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The store holds seeds with secrets: nobody else may look inside.
             self.root.chmod(0o700)
-            for sub in (_TMP, _LOCKS, _ROOTS, ".blobs"):
+            for sub in (_TMP, _LOCKS, _ROOTS, _CHECKED, ".blobs"):
                 (self.root / sub).mkdir(exist_ok=True)
                 # gc empties .tmp and prunes .blobs: through a symlink that would be another tree.
                 if (self.root / sub).is_symlink():
@@ -192,6 +196,7 @@ class Store:
         """Take the entry out of the store at once (a rename), then delete it at leisure:
         a deletion cut short must never leave a partial entry that still looks whole."""
         path = self.path_of(store_name)
+        self.checked_path(store_name).unlink(missing_ok=True)
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             path.unlink()
             return
@@ -239,6 +244,10 @@ class Store:
                 self.remove(name)
             for leftover in (self.root / _TMP).iterdir():
                 _thaw_and_remove(leftover)
+            kept = set(self.entries())
+            for checked in (self.root / _CHECKED).iterdir():
+                if checked.name.removesuffix(".json") not in kept:
+                    checked.unlink()
             for lock in (self.root / _LOCKS).glob("*.lock"):
                 if lock.name != "store.lock":
                     lock.unlink(missing_ok=True)

@@ -49,6 +49,7 @@ from builder.resources import pinning_root
 from builder.secrets import Scope
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
+from builder.store.intact import ensure_intact
 from builder.store.progress import SilentProgress, progress_for
 from builder.store.realise import realise
 from builder.store.store import DEFAULT_STORE, Store
@@ -200,6 +201,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     with store.shared():
         results = realise(store, derivations, jobs=args.jobs, progress=SilentProgress())
         if args.output is not None:
+            # A cached entry was not read by any build this run: check it before it leaves the store.
+            ensure_intact(store, results[0].derivation.store_name)
             export_layout(results[0].output.path, args.output)
     for name, result in zip(args.image, results, strict=True):
         where = args.output if args.output is not None else "store"

@@ -2,7 +2,9 @@
 
 Files are copied (not linked) so that dist/ has ordinary permissions and can be moved
 or uploaded on its own. Each byte copied is checked against the digest recorded in the
-store, so a corrupt entry is caught here rather than shipped.
+store, so a corrupt entry is caught here rather than shipped. dist/ carries a marker
+(`.meshseed-dist`, listed in SHA256SUMS like every file); a directory without it was not
+made here and is never replaced or removed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from builder.version import builder_version
 
 BUILD_RECORD = "build.json"
 CHECKSUMS = "SHA256SUMS"
+# Marks a directory as made by `meshseed build`: only such a directory is ever replaced.
+MARKER = ".meshseed-dist"
+MARKER_TEXT = b"made by meshseed build; `meshseed build -o` replaces this directory whole\n"
 _CHUNK = 1 << 20
 
 
@@ -100,14 +105,20 @@ def _is_current(out: Path, expected: dict[str, tuple[str, int]]) -> bool:
     return True
 
 
+def made_by_meshseed(directory: Path) -> bool:
+    """Whether meshseed made `directory` (it holds the marker), so it may be replaced or removed."""
+    marker = directory / MARKER
+    return not marker.is_symlink() and marker.is_file() and marker.read_bytes() == MARKER_TEXT
+
+
 def _check_replaceable(out: Path) -> None:
-    """Refuse to replace a directory that is not an earlier meshseed output."""
+    """Refuse to replace a directory meshseed did not make: a build.json in it proves nothing."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise bad_input(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / BUILD_RECORD).is_file():
+    if out.is_dir() and any(out.iterdir()) and not made_by_meshseed(out):
         raise bad_input(
-            f"{out}: is not empty and holds no {BUILD_RECORD}; refusing to replace it",
-            hint="choose another -o directory",
+            f"{out}: is not empty and was not made by meshseed (it has no {MARKER}); refusing to replace it",
+            hint="choose another -o directory, or empty this one yourself",
         )
 
 
@@ -119,8 +130,13 @@ def _output_lock(out: Path) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         for stale in [*out.parent.glob(f".{out.name}.*.new"), *out.parent.glob(f".{out.name}.*.old")]:
             # mkdtemp's random part has no dot: `.dist.v2.x.new` belongs to another output.
-            if "." not in stale.name[len(out.name) + 2 : -4]:
+            if "." in stale.name[len(out.name) + 2 : -4] or stale.is_symlink() or not stale.is_dir():
+                continue
+            # Ours are marked from the start (or still empty); anything else is not ours to delete.
+            if made_by_meshseed(stale):
                 shutil.rmtree(stale, ignore_errors=True)
+            elif not any(stale.iterdir()):
+                stale.rmdir()
         yield
     finally:
         os.close(fd)
@@ -134,10 +150,12 @@ def assemble(results: list[Result], out: Path) -> bool:
         target: entry.sha256 for target, (_, entry) in placed.items() if entry.mode is not ModeClass.DIRECTORY
     }
     files[BUILD_RECORD] = hashlib.sha256(record).hexdigest()
+    files[MARKER] = hashlib.sha256(MARKER_TEXT).hexdigest()
     checksums = _checksums(files).encode()
     expected = {target: (placed[target][1].sha256, placed[target][1].mode.dist_mode()) for target in placed}
     expected = {t: v for t, v in expected.items() if placed[t][1].mode is not ModeClass.DIRECTORY}
     expected[BUILD_RECORD] = (files[BUILD_RECORD], 0o644)
+    expected[MARKER] = (files[MARKER], 0o644)
     expected[CHECKSUMS] = (hashlib.sha256(checksums).hexdigest(), 0o644)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +173,9 @@ def _assemble_into(placed: dict[str, tuple[Result, Entry]], generated: dict[str,
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     try:
         staging.chmod(0o755)
+        # First of all, so that a build killed half way leaves a directory known to be ours.
+        (staging / MARKER).write_bytes(MARKER_TEXT)
+        (staging / MARKER).chmod(0o644)
         for target, (result, entry) in sorted(placed.items()):
             destination = staging / target
             destination.parent.mkdir(parents=True, exist_ok=True)

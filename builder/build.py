@@ -16,6 +16,7 @@ from builder.manifests.derivation import BACKUP_IMAGE, missing_images
 from builder.plan import BuildSettings, pinned_images, plan
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
+from builder.store.check import Checked, check_store
 from builder.store.derivation import Derivation
 from builder.store.realise import Progress, Result, closure, realise
 from builder.store.store import DEFAULT_STORE, Store
@@ -173,6 +174,25 @@ def build(loaded: Loaded, out: Path, *, jobs: int, progress: Progress, repair: b
         assemble(results, out)
         loaded.store.add_root(out, [r.derivation.store_name for r in results])
     return results
+
+
+def check(loaded: Loaded, *, jobs: int, progress: Progress) -> list[Checked]:
+    """Rebuild everything apart from the store and compare; the store and dist/ are only read."""
+    loaded.store.prepare()
+    with loaded.store.shared():
+        try:
+            return check_store(loaded.store, loaded.derivations, jobs=jobs, progress=progress)
+        finally:
+            progress.close()
+
+
+def check_summary(checked: list[Checked], store: Path) -> dict[str, Any]:
+    return {
+        "store": str(store),
+        "checked": sum(c.in_store for c in checked),
+        "differ": {c.derivation.store_name: list(c.differences) for c in checked if c.differences},
+        "not_in_store": sorted(c.derivation.store_name for c in checked if not c.in_store),
+    }
 
 
 def build_summary(results: list[Result], out: Path, warnings: tuple[str, ...] = ()) -> dict[str, Any]:

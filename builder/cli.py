@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.build import Fetching, Request, build, build_summary, load, open_deriver, plan_summary
+from builder.build import (
+    Fetching,
+    Loaded,
+    Request,
+    build,
+    build_summary,
+    check,
+    check_summary,
+    load,
+    open_deriver,
+    plan_summary,
+)
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
@@ -38,6 +49,7 @@ from builder.resources import pinning_root
 from builder.secrets import Scope, create_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
+from builder.store.intact import ensure_intact
 from builder.store.progress import SilentProgress, progress_for
 from builder.store.realise import realise
 from builder.store.store import DEFAULT_STORE, Store
@@ -200,6 +212,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     with store.shared():
         results = realise(store, derivations, jobs=args.jobs, progress=SilentProgress())
         if args.output is not None:
+            # A cached entry was not read by any build this run: check it before it leaves the store.
+            ensure_intact(store, results[0].derivation.store_name)
             export_layout(results[0].output.path, args.output)
     for name, result in zip(args.image, results, strict=True):
         where = args.output if args.output is not None else "store"
@@ -208,9 +222,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.check and args.repair:
+        raise bad_input("--check only compares; build with --repair separately")
     loaded = load(_request(args, create_master_key=True))
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.check:
+        return _check_build(args, loaded)
     started = time.monotonic()
     results = build(loaded, args.output, jobs=args.jobs, progress=progress_for(args.json), repair=args.repair)
     summary = build_summary(results, args.output, loaded.warnings)
@@ -219,6 +237,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items() if n)
         print(f"{args.output}: {counts} ({time.monotonic() - started:.2f}s)", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _entries(number: int) -> str:
+    return f"{number} {'entry' if number == 1 else 'entries'}"
+
+
+def _check_build(args: argparse.Namespace, loaded: Loaded) -> int:
+    summary = check_summary(check(loaded, jobs=args.jobs, progress=progress_for(args.json)), args.store)
+    if args.json:
+        sys.stdout.write(canonical_json(summary))
+    else:
+        for name, differences in sorted(summary["differ"].items()):
+            for difference in differences:
+                print(f"differs: {args.store / name}: {difference}")
+        for name in summary["not_in_store"]:
+            print(f"not in the store (nothing to compare): {args.store / name}")
+        print(
+            f"{_entries(summary['checked'])} compared with a rebuild, {len(summary['differ'])} differ",
+            file=sys.stderr,
+        )
+    if summary["differ"]:
+        print(
+            f"error: {_entries(len(summary['differ']))} of the store differ from a clean rebuild: "
+            "tampered, or built from a tampered input (remove them from the store and build again)",
+            file=sys.stderr,
+        )
+        return ExitStatus.FAILED
     return ExitStatus.OK
 
 
@@ -409,6 +455,12 @@ def _add_build_options(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
     sub.add_argument("--repair", action="store_true", help="re-check store entries and rebuild corrupt ones")
+    sub.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild every derivation in a temporary store and report each store entry that "
+        "differs from it; writes no dist/ (exit 1 if any differ)",
+    )
     _add_variant_options(sub)
 
 

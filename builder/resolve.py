@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from builder.artifacts import Artifacts
+from builder.digest import hex_part, parse_digest
 from builder.errors import MeshseedError
 from builder.lock import REQUIRED_PLATFORM, Lock, LockedFile, LockedImage, Upstream
 from builder.oci.fetch import platform_of
@@ -37,12 +38,17 @@ def resolve_image(
     client = registries.client(reference.registry)
     top = client.manifest(reference, reference.tag)
     media_type = str(json.loads(top.data).get("mediaType") or top.media_type)
+    shown = f"{client.where()}: {reference}"
     if media_type in INDEXES:
-        found = {platform_of(entry): entry["digest"] for entry in json.loads(top.data)["manifests"]}
-        pinned = {platform: found[platform] for platform in platforms if platform in found}
+        found = {platform_of(entry): entry.get("digest") for entry in json.loads(top.data)["manifests"]}
+        pinned = {
+            platform: parse_digest(found[platform], f"{shown}: the {platform} manifest's digest")
+            for platform in platforms
+            if platform in found
+        }
     elif media_type in MANIFESTS:
-        config = json.loads(top.data)["config"]["digest"]
-        target = scratch / config.replace(":", "-")
+        config = parse_digest(json.loads(top.data)["config"].get("digest"), f"{shown}: config digest")
+        target = scratch / hex_part(config)
         client.download_blob(reference, config, target)
         config_json = json.loads(target.read_bytes())
         pinned = {f"{config_json.get('os')}/{config_json.get('architecture')}": top.digest}

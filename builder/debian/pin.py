@@ -10,6 +10,7 @@ import httpx
 from builder.debian.closure import Universe, resolve_closure
 from builder.debian.index import Source, load_index
 from builder.debian.package import PinnedPackage
+from builder.digest import parse_sha256_hex
 
 
 def pin_closure(
@@ -32,7 +33,7 @@ def pin_closure(
             name=c.name,
             version=c.version,
             architecture=c.fields["Architecture"],
-            sha256=c.fields["SHA256"],
+            sha256=parse_sha256_hex(c.fields.get("SHA256"), f"{c.source.url}: the Packages index's {c.name}"),
             size=int(c.fields["Size"]),
             url=f"{c.source.url.rstrip('/')}/{c.fields['Filename']}",
             snapshot_url=f"{snapshot.rstrip('/')}/{c.source.archive_name}/{c.snapshot_time}/{c.fields['Filename']}",

@@ -21,6 +21,7 @@ from builder.debian.rootfs import Package, write_rootfs
 from builder.det.compress import compressor_versions
 from builder.det.jsonfmt import canonical_json
 from builder.det.tarfmt import tar_info
+from builder.digest import parse_digest
 from builder.errors import MeshseedError
 from builder.images.spec import ImageSpec, source_files
 from builder.oci.image import ImageWriter
@@ -89,7 +90,8 @@ def _fetch_deb(ctx: BuildContext, package: dict[str, Any]) -> Path:
             except MeshseedError:
                 raise first from None
 
-    return ctx.blobs.ensure("sha256:" + package["sha256"], download)
+    digest = parse_digest(f"sha256:{package['sha256']}", f"{ctx.derivation.name}: package {package['name']}")
+    return ctx.blobs.ensure(digest, download)
 
 
 def _project_layer(ctx: BuildContext, out: Any, epoch: int) -> None:

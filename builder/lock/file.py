@@ -9,9 +9,9 @@ from typing import Any
 from builder.debian.package import PinnedClosure, PinnedPackage
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
-from builder.errors import MeshseedError, bad_input
+from builder.digest import Digest, parse_digest, parse_sha256_hex
+from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.lock.model import DEFAULT_LOCK, LOCK_VERSION, Lock, LockedFile, LockedImage
-from builder.oci.reference import is_digest
 from builder.typed_yaml.document import read_text
 
 
@@ -26,7 +26,7 @@ def read_lock(path: Path = DEFAULT_LOCK) -> Lock:
     except json.JSONDecodeError as error:
         raise bad_input(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
     try:
-        return _lock_from_json(data)
+        return _lock_from_json(data, str(path))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise bad_input(
             f"{path}: not a lock meshseed can read ({type(error).__name__}: {error})",
@@ -34,29 +34,42 @@ def read_lock(path: Path = DEFAULT_LOCK) -> Lock:
         ) from None
 
 
-def _lock_from_json(data: dict[str, Any]) -> Lock:
+def _lock_from_json(data: dict[str, Any], file: str) -> Lock:
     if data["version"] != LOCK_VERSION:
         raise ValueError(f"version {data['version']!r}, this meshseed reads version {LOCK_VERSION}")
+
+    def digest(value: object, key: str) -> Digest:
+        return parse_digest(value, f"{file}: {key}", status=ExitStatus.BAD_INPUT)
+
+    def sha256(value: object, key: str) -> str:
+        return parse_sha256_hex(value, f"{file}: {key}", status=ExitStatus.BAD_INPUT)
+
     images = {}
     for name, entry in data["images"].items():
-        digests = [entry["digest"], *entry["platforms"].values()]
-        if not all(is_digest(d) for d in digests):
-            raise ValueError(f"images.{name} holds a malformed digest")
         images[name] = LockedImage(
             entry["reference"],
-            entry["digest"],
+            digest(entry["digest"], f"images.{name}.digest"),
             entry["media_type"],
-            dict(entry["platforms"]),
+            {
+                platform: digest(value, f"images.{name}.platforms.{platform}")
+                for platform, value in entry["platforms"].items()
+            },
             tuple(entry["roles"]),
             entry.get("tutor"),
         )
     binaries = {
-        name: LockedFile(entry["url"], entry["sha256"], int(entry["size"]))
+        name: LockedFile(entry["url"], sha256(entry["sha256"], f"binaries.{name}.sha256"), int(entry["size"]))
         for name, entry in data["binaries"].items()
     }
     debian = {
         name: PinnedClosure(
-            part["request_sha256"], tuple(PinnedPackage(**package) for package in part["packages"])
+            part["request_sha256"],
+            tuple(
+                PinnedPackage(
+                    **{**package, "sha256": sha256(package["sha256"], f"debian.{name}.{package['name']}")}
+                )
+                for package in part["packages"]
+            ),
         )
         for name, part in data.get("debian", {}).items()
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.debian.package import PinnedClosure
+from builder.digest import Digest
 from builder.oci.reference import parse_reference
 
 LOCK_VERSION = 1
@@ -21,9 +22,9 @@ DEFAULT_LOCK = Path("images.lock")
 @dataclass(frozen=True)
 class LockedImage:
     reference: str
-    digest: str
+    digest: Digest
     media_type: str
-    platforms: dict[str, str]
+    platforms: dict[str, Digest]
     roles: tuple[str, ...]
     # The Tutor setting the image fills, as upstream.yaml names it.
     tutor: str | None = None

@@ -9,11 +9,13 @@ layer several images share is on disk once.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from builder.det.jsonfmt import compact_json
+from builder.digest import Digest, blob_relpath, parse_digest
 from builder.errors import MeshseedError
 from builder.oci.media import CONTAINERD_NAME, INDEXES, MANIFESTS, OCI_REF_NAME
 from builder.oci.reference import Reference, parse_reference
@@ -33,7 +35,7 @@ class RegistryAccess(Protocol):
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
-    digest: str
+    digest: Digest
     size: int
 
     def as_json(self, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -43,9 +45,8 @@ class Descriptor:
         return value
 
 
-def blob_path(digest: str) -> str:
-    algorithm, _, hexdigest = digest.partition(":")
-    return f"blobs/{algorithm}/{hexdigest}"
+def blob_path(digest: Digest) -> str:
+    return blob_relpath(digest)
 
 
 def layout_index(images: list[tuple[str, Descriptor]]) -> str:
@@ -58,7 +59,7 @@ def layout_index(images: list[tuple[str, Descriptor]]) -> str:
     return compact_json({"schemaVersion": 2, "manifests": manifests})
 
 
-def fetch_inputs(reference: str, digest: str, platforms: dict[str, str]) -> dict[str, Any]:
+def fetch_inputs(reference: str, digest: Digest, platforms: Mapping[str, Digest]) -> dict[str, Any]:
     """`platforms` maps os/arch to the manifest digest the lock pinned for it."""
     return {"reference": reference, "digest": digest, "platforms": dict(sorted(platforms.items()))}
 
@@ -107,10 +108,12 @@ def _fetch_manifest(
 ) -> None:
     ctx.write(blob_path(manifest.digest), manifest.data)
     body = json.loads(manifest.data)
-    for descriptor in [body["config"], *body.get("layers", [])]:
-        digest: str = descriptor["digest"]
+    shown = f"{client.where()}: manifest {reference.name}@{manifest.digest}"
+    described = [("config", body["config"]), *(("layer", layer) for layer in body.get("layers", []))]
+    for kind, descriptor in described:
+        digest = parse_digest(descriptor.get("digest"), f"{shown}: {kind} digest")
 
-        def download(partial: Path, digest: str = digest) -> None:
+        def download(partial: Path, digest: Digest = digest) -> None:
             client.download_blob(reference, digest, partial)
 
         path = ctx.blobs.ensure(digest, download)

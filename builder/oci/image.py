@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 from builder.det.compress import GZIP_LEVEL
 from builder.det.jsonfmt import compact_json
+from builder.digest import Digest
 from builder.oci.fetch import LAYOUT_VERSION, Descriptor, blob_path
 from builder.oci.media import CONTAINERD_NAME, OCI_MANIFEST, OCI_REF_NAME
 from builder.oci.reference import sha256_digest
@@ -46,13 +47,14 @@ class ImageWriter:
             diff = HashingWriter(packed)
             yield diff  # type: ignore[misc]
         sha256 = self.ctx.known_digests.pop(temporary)
+        digest = Digest(f"sha256:{sha256}")  # hashed as it was written
         size = (self.ctx.out / temporary).stat().st_size
-        final = blob_path(f"sha256:{sha256}")
+        final = blob_path(digest)
         (self.ctx.out / final).parent.mkdir(parents=True, exist_ok=True)
         (self.ctx.out / temporary).rename(self.ctx.out / final)
         self.ctx.known_digests[final] = sha256
         diff_id = f"sha256:{diff.sha256.hexdigest()}"
-        self.layers.append(Layer(Descriptor(LAYER_GZIP, f"sha256:{sha256}", size), diff_id, comment))
+        self.layers.append(Layer(Descriptor(LAYER_GZIP, digest, size), diff_id, comment))
 
     def _blob(self, media_type: str, data: bytes) -> Descriptor:
         descriptor = Descriptor(media_type, sha256_digest(data), len(data))

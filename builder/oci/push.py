@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from builder.digest import Digest, parse_digest
 from builder.errors import MeshseedError
 from builder.oci.media import ACCEPT
 from builder.oci.reference import sha256_digest
@@ -31,7 +32,7 @@ _RANGE = re.compile(r"^(?:bytes=)?0-(-?\d+)$")
 
 @dataclass(frozen=True)
 class Blob:
-    digest: str
+    digest: Digest
     size: int
     path: Path
 
@@ -46,13 +47,14 @@ class Pusher:
 
     # -- blobs ----------------------------------------------------------------------------
 
-    def has_blob(self, repository: str, digest: str) -> bool:
-        return self._status("HEAD", f"{repository}/blobs/{digest}", repository, f"blob {digest}") == 200
+    def has_blob(self, repository: str, digest: Digest) -> bool:
+        path = f"{repository}/blobs/{parse_digest(digest, f'{self.client.where()}: a blob of {repository}')}"
+        return self._status("HEAD", path, repository, f"blob {digest}") == 200
 
-    def fetch_blob(self, repository: str, digest: str, limit: int = 16 << 20) -> bytes | None:
+    def fetch_blob(self, repository: str, digest: Digest, limit: int = 16 << 20) -> bytes | None:
         """A small blob's bytes (signatures, attestations), or None if the registry lacks it
         or it is larger than `limit`; content that does not hash to `digest` is refused."""
-        path = f"{repository}/blobs/{digest}"
+        path = f"{repository}/blobs/{parse_digest(digest, f'{self.client.where()}: a blob of {repository}')}"
         with closing(self.client.request("GET", path, repository, {}, push=True)) as response:
             if response.status_code == 404:
                 return None
@@ -164,11 +166,13 @@ class Pusher:
 
     # -- manifests ------------------------------------------------------------------------
 
-    def manifest_digest(self, repository: str, reference: str) -> str | None:
+    def manifest_digest(self, repository: str, reference: str) -> Digest | None:
         """The digest `reference` (tag or digest) resolves to, or None if there is none."""
         found = self._manifest("HEAD", repository, reference)
-        digest: str | None = found[0].headers.get("docker-content-digest") if found else None
-        return digest
+        if found is None or "docker-content-digest" not in found[0].headers:
+            return None
+        where = f"{self.client.where()}: {repository}:{reference}'s Docker-Content-Digest"
+        return parse_digest(found[0].headers["docker-content-digest"], where)
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         found = self._manifest("GET", repository, reference)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
+from builder.digest import Digest, digest_of, is_digest
+
 DOCKER_HUB = "docker.io"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 
@@ -17,7 +17,7 @@ class Reference:
     registry: str
     repository: str
     tag: str | None = None
-    digest: str | None = None
+    digest: Digest | None = None
 
     @property
     def name(self) -> str:
@@ -31,17 +31,13 @@ class Reference:
             text += f"@{self.digest}"
         return text
 
-    def pinned(self, digest: str) -> Reference:
+    def pinned(self, digest: Digest) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
 
 
-def sha256_digest(data: bytes) -> str:
+def sha256_digest(data: bytes) -> Digest:
     """The OCI digest of some content: `sha256:<hex>`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def is_digest(text: str) -> bool:
-    return _DIGEST.fullmatch(text) is not None
+    return digest_of(data)
 
 
 def parse_reference(text: str) -> Reference:
@@ -64,7 +60,7 @@ def parse_reference(text: str) -> Reference:
         path = ["library", *path]
     if not path or not all(_COMPONENT.fullmatch(part) for part in path):
         raise ValueError(f"{text!r} is not a valid image reference")
-    return Reference(registry, "/".join(path), tag, digest or None)
+    return Reference(registry, "/".join(path), tag, Digest(digest) if digest else None)
 
 
 def parse_mirror(text: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from builder.digest import Digest
 from builder.errors import MeshseedError
 from builder.oci.media import ACCEPT
 from builder.oci.reference import DOCKER_HUB, Reference, sha256_digest
@@ -39,7 +40,7 @@ class Manifest:
 
     data: bytes
     media_type: str
-    digest: str
+    digest: Digest
 
 
 def is_loopback(host: str) -> bool:
@@ -265,7 +266,7 @@ class RegistryClient:
 
     # -- blobs ----------------------------------------------------------------------------
 
-    def download_blob(self, reference: Reference, digest: str, partial: Path) -> None:
+    def download_blob(self, reference: Reference, digest: Digest, partial: Path) -> None:
         """Stream a blob into `partial`, hashing as it arrives and resuming what an earlier
         attempt left there. On return `partial` holds exactly the blob; on a digest mismatch
         it is deleted and the error names the blob and the registry.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.digest import Digest, blob_relpath, parse_digest
 from builder.errors import ExitStatus, MeshseedError
 from builder.lock import Lock
 from builder.oci.fetch import build_fetch, fetch_inputs
@@ -31,7 +32,7 @@ class BuiltImage:
     tag: str
     manifest: bytes
     media_type: str
-    digest: str
+    digest: Digest
     blobs: tuple[Blob, ...]  # config first, then layers in order; none for an index
     children: tuple[BuiltImage, ...] = ()  # an index's manifests
     repository: str | None = None  # where an upstream image lives upstream (registry/path)
@@ -111,27 +112,25 @@ def read_layout(name: str, layout: Path, tag: str | None = None) -> BuiltImage:
     (descriptor,) = json.loads((layout / "index.json").read_text())["manifests"]
     if tag is None:
         tag = descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name", "latest")
-    return _read(name, tag, layout, descriptor["digest"], descriptor["mediaType"])
+    digest = parse_digest(descriptor.get("digest"), f"{layout}/index.json: {name}")
+    return _read(name, tag, layout, digest, descriptor["mediaType"])
 
 
-def _read(name: str, tag: str, layout: Path, digest: str, media_type: str) -> BuiltImage:
-    path = _blob_path(layout, digest)
+def _read(name: str, tag: str, layout: Path, digest: Digest, media_type: str) -> BuiltImage:
+    path = layout / blob_relpath(digest)
     if not path.is_file():
         raise MeshseedError(f"{layout}: {name} lists {digest}, which it does not hold")
     manifest = path.read_bytes()
     data = json.loads(manifest)
+    where = f"{layout}: {name}'s {'index' if media_type in INDEXES else 'manifest'} {digest}"
     if media_type in INDEXES:
         children = tuple(
-            _read(name, tag, layout, entry["digest"], entry["mediaType"]) for entry in data["manifests"]
+            _read(name, tag, layout, parse_digest(entry.get("digest"), where), entry["mediaType"])
+            for entry in data["manifests"]
         )
         return BuiltImage(name, tag, manifest, media_type, digest, (), children)
-    blobs = [
-        Blob(item["digest"], item["size"], _blob_path(layout, item["digest"]))
-        for item in [data["config"], *data.get("layers", [])]
-    ]
+    blobs = []
+    for item in [data["config"], *data.get("layers", [])]:
+        blob = parse_digest(item.get("digest"), where)
+        blobs.append(Blob(blob, item["size"], layout / blob_relpath(blob)))
     return BuiltImage(name, tag, manifest, media_type, digest, tuple(blobs))
-
-
-def _blob_path(layout: Path, digest: str) -> Path:
-    algorithm, _, value = digest.partition(":")
-    return layout / "blobs" / algorithm / value

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder.attest import provenance, sbom
 from builder.attest.statement import subject_digests
+from builder.digest import parse_digest, parse_sha256_hex
 from builder.errors import MeshseedError
 from builder.oci.push import Pusher
 from builder.oci.reference import Reference
@@ -90,7 +92,9 @@ def _check_signature(
         raise refused(shown, f"unsigned: no {attached_tag(digest, SIGNATURE_SUFFIX)} signature")
     other_digests = []
     for layer in layers:
-        payload = pusher.fetch_blob(repository, layer["digest"])
+        payload = pusher.fetch_blob(
+            repository, parse_digest(layer.get("digest"), f"{shown}: a signature layer")
+        )
         signature = layer.get("annotations", {}).get(SIGNATURE_ANNOTATION, "")
         if payload is None or not is_valid(key, payload, signature):
             continue
@@ -125,7 +129,9 @@ def _check_attestation(
     ]
     subjects: list[str] = []
     for layer in layers:
-        envelope = pusher.fetch_blob(repository, layer["digest"])
+        envelope = pusher.fetch_blob(
+            repository, parse_digest(layer.get("digest"), f"{shown}: an attestation layer")
+        )
         payload = dsse.open_envelope(envelope, key) if envelope is not None else None
         if payload is None:
             continue
@@ -142,19 +148,55 @@ def _check_attestation(
 
 
 def verify_checksums(sums: Path, signature: Path, key: ec.EllipticCurvePublicKey) -> int:
-    """Check SHA256SUMS against its signature, then every file it lists; returns the count."""
+    """Check SHA256SUMS against its signature, then the whole tree beside it: every file
+    it lists matches, and nothing is there that it does not list (a planted manifest would
+    otherwise ride along with a valid signature). Returns the count of files checked."""
     data = sums.read_bytes()
     if not is_valid(key, data, signature.read_text().strip()):
         raise MeshseedError(f"{sums}: {signature.name} does not verify with this key")
-    count = 0
-    for line in data.decode().splitlines():
-        expected, _, name = line.partition("  ")
-        path = sums.parent / name
+    listed = _listing(sums, data)
+    root = sums.parent
+    _refuse_unlisted(root, sums.name, listed, allowed={sums.name, signature.name})
+    for name, expected in sorted(listed.items()):
+        path = root / name
         try:
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            with path.open("rb") as stream:
+                actual = hashlib.file_digest(stream, "sha256").hexdigest()
         except OSError as error:
             raise MeshseedError(f"{path}: listed in {sums.name} but unreadable: {error.strerror}") from None
         if actual != expected:
             raise MeshseedError(f"{path}: sha256 is {actual}, {sums.name} says {expected}")
-        count += 1
-    return count
+    return len(listed)
+
+
+def _listing(sums: Path, data: bytes) -> dict[str, str]:
+    """Each listed path with its sha256; a path must be plain, relative and inside the tree."""
+    listed: dict[str, str] = {}
+    for number, line in enumerate(data.decode(errors="replace").splitlines(), start=1):
+        expected, _, name = line.partition("  ")
+        where = f"{sums}:{number}"
+        parse_sha256_hex(expected, where)
+        pure = PurePosixPath(name)
+        if not name or pure.is_absolute() or ".." in pure.parts or str(pure) != name or name in listed:
+            raise MeshseedError(f"{where}: {name!r} is not a plain relative path listed once")
+        listed[name] = expected
+    return listed
+
+
+def _refuse_unlisted(root: Path, listing: str, listed: dict[str, str], *, allowed: set[str]) -> None:
+    """Every path under `root` must be a listed regular file or a directory that holds one."""
+    holders = {str(parent) for name in listed for parent in PurePosixPath(name).parents}
+    extra = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        info = path.lstat()
+        if stat.S_ISDIR(info.st_mode) and relative in holders:
+            continue
+        if stat.S_ISREG(info.st_mode) and (relative in listed or relative in allowed):
+            continue
+        extra.append(relative + ("/" if stat.S_ISDIR(info.st_mode) else ""))
+        if stat.S_ISLNK(info.st_mode):
+            extra[-1] += " (a symlink)"
+    if extra:
+        shown = ", ".join(extra[:10]) + (f" and {len(extra) - 10} more" if len(extra) > 10 else "")
+        raise MeshseedError(f"{root}: holds what {listing} does not list: {shown}")

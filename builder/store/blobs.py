@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
+
+from builder.digest import Digest, hex_part
 
 _DIR = ".blobs"
 
@@ -21,14 +24,13 @@ class BlobStore:
         self.root = store_root / _DIR
         self.partial_dir = self.root / "partial"
 
-    def path_of(self, digest: str) -> Path:
-        algorithm, _, hexdigest = digest.partition(":")
-        return self.root / algorithm / hexdigest
+    def path_of(self, digest: Digest) -> Path:
+        return self.root / "sha256" / hex_part(digest)
 
-    def has(self, digest: str) -> bool:
+    def has(self, digest: Digest) -> bool:
         return self.path_of(digest).is_file()
 
-    def ensure(self, digest: str, download: Callable[[Path], None]) -> Path:
+    def ensure(self, digest: Digest, download: Callable[[Path], None]) -> Path:
         """The blob's path, calling `download(partial)` first if it is not here yet.
 
         `download` must leave exactly the verified blob in `partial` or raise. A lock per
@@ -39,7 +41,7 @@ class BlobStore:
             return target
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        hexdigest = digest.partition(":")[2]
+        hexdigest = hex_part(digest)
         fd = os.open(self.partial_dir / f"{hexdigest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -58,11 +60,15 @@ class BlobStore:
         if not self.root.is_dir():
             return 0
         for algorithm in self.root.iterdir():
+            # Through a symlinked directory gc would delete files wherever it points: it goes itself.
+            if algorithm.is_symlink():
+                algorithm.unlink()
+                continue
             if algorithm.name == "partial" or not algorithm.is_dir():
                 continue
             for blob in algorithm.iterdir():
-                info = blob.stat()
-                if info.st_nlink == 1:
-                    freed += info.st_size
+                info = blob.lstat()
+                if stat.S_ISLNK(info.st_mode) or info.st_nlink == 1:
+                    freed += info.st_size if stat.S_ISREG(info.st_mode) else 0
                     blob.unlink()
         return freed

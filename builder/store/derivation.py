@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from builder.det.jsonfmt import canonical_json
+from builder.digest import Digest, hex_part
 from builder.errors import MeshseedError
 from builder.secrets import SecretDeriver
 from builder.store.blobs import BlobStore
@@ -148,12 +149,12 @@ class BuildContext:
             yield hashing  # type: ignore[misc]
         self.known_digests[relative] = hashing.sha256.hexdigest()
 
-    def link_blob(self, relative: str, digest: str, source: Path) -> None:
+    def link_blob(self, relative: str, digest: Digest, source: Path) -> None:
         """Put a verified blob from the blob store into the output, as a hard link."""
         path = self.out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         os.link(source, path)
-        self.known_digests[relative] = digest.partition(":")[2]
+        self.known_digests[relative] = hex_part(digest)
 
     def write(
         self, relative: str, data: bytes | str, *, private: bool = False, executable: bool = False

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from builder.errors import MeshseedError
 from builder.store.derivation import BuildContext, Derivation
+from builder.store.intact import ensure_intact, remember_intact
 from builder.store.store import Store, StoredOutput, storage_error
 
 
@@ -75,6 +76,12 @@ def _build_one(store: Store, derivation: Derivation, repair: bool) -> Result:
                 return Result(derivation, Status.CACHED, store.read(derivation.store_name), 0.0)
             store.remove(derivation.store_name)
             status = Status.REPAIRED
+        for dep in derivation.deps:
+            try:
+                ensure_intact(store, dep.store_name)
+            except MeshseedError as error:
+                error.message = f"its dependency {dep.name} cannot be trusted: {error.message}"
+                raise
         work = store.new_build_dir(derivation.store_name)
         try:
             context = BuildContext(
@@ -85,6 +92,7 @@ def _build_one(store: Store, derivation: Derivation, repair: bool) -> Result:
             )
             derivation.build(context)
             output = store.commit(derivation.store_name, work, context.known_digests)
+            remember_intact(store, output)
         except OSError as error:
             store.discard(work)
             raise storage_error(error, f"building {derivation.name} failed") from error

@@ -29,7 +29,7 @@ from builder.store.tree import Entry, ModeClass, scan, set_modes, tree_digest
 
 DEFAULT_STORE = Path(".meshseed/store")
 ENTRY_RECORD = ".entry.json"
-_TMP, _LOCKS, _ROOTS = ".tmp", ".locks", ".roots"
+_TMP, _LOCKS, _ROOTS, _CHECKED = ".tmp", ".locks", ".roots", ".checked"
 _SPACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -57,9 +57,15 @@ class StoredOutput:
 
 
 def _thaw_and_remove(path: Path) -> None:
-    if not path.exists() and not path.is_symlink():
+    """Delete a tree the store made read-only. A symlink is removed itself and never
+    followed: chmod would reach through it to whatever it names, outside the store."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
         return
-    for directory in [path, *(p for p in path.rglob("*") if p.is_dir() and not p.is_symlink())]:
+    if not path.exists():
+        return
+    # rglob does not descend into symlinked directories; the filter keeps chmod off them.
+    for directory in [path, *(p for p in path.rglob("*") if not p.is_symlink() and p.is_dir())]:
         with contextlib.suppress(OSError):
             directory.chmod(0o700)
     shutil.rmtree(path, ignore_errors=True)
@@ -73,13 +79,23 @@ class Store:
     def path_of(self, store_name: str) -> Path:
         return self.root / store_name
 
+    def checked_path(self, store_name: str) -> Path:
+        """Where `store.intact` remembers what it last found the entry to be."""
+        return self.root / _CHECKED / f"{store_name}.json"
+
     def prepare(self) -> None:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The store holds seeds with secrets: nobody else may look inside.
             self.root.chmod(0o700)
-            for sub in (_TMP, _LOCKS, _ROOTS, ".blobs"):
+            for sub in (_TMP, _LOCKS, _ROOTS, _CHECKED, ".blobs"):
                 (self.root / sub).mkdir(exist_ok=True)
+                # gc empties .tmp and prunes .blobs: through a symlink that would be another tree.
+                if (self.root / sub).is_symlink():
+                    raise MeshseedError(
+                        f"{self.root / sub}: is a symlink; refusing to use the store",
+                        hint="the store's own directories must be real directories inside it",
+                    )
         except OSError as error:
             raise storage_error(error, f"cannot prepare the store at {self.root}") from None
 
@@ -180,6 +196,10 @@ class Store:
         """Take the entry out of the store at once (a rename), then delete it at leisure:
         a deletion cut short must never leave a partial entry that still looks whole."""
         path = self.path_of(store_name)
+        self.checked_path(store_name).unlink(missing_ok=True)
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+            return
         if not path.exists():
             return
         path.chmod(0o700)
@@ -215,15 +235,19 @@ class Store:
             dead = [name for name in self.entries() if name not in live]
             freed = 0
             for name in dead:
+                path = self.path_of(name)
                 # Hard links to shared blobs are counted when the blob itself goes.
-                freed += sum(
-                    info.st_size
-                    for info in (p.lstat() for p in self.path_of(name).rglob("*"))
-                    if info.st_nlink == 1
-                )
+                if not path.is_symlink():
+                    freed += sum(
+                        info.st_size for info in (p.lstat() for p in path.rglob("*")) if info.st_nlink == 1
+                    )
                 self.remove(name)
             for leftover in (self.root / _TMP).iterdir():
                 _thaw_and_remove(leftover)
+            kept = set(self.entries())
+            for checked in (self.root / _CHECKED).iterdir():
+                if checked.name.removesuffix(".json") not in kept:
+                    checked.unlink()
             for lock in (self.root / _LOCKS).glob("*.lock"):
                 if lock.name != "store.lock":
                     lock.unlink(missing_ok=True)

@@ -85,13 +85,56 @@ def test_another_outputs_staging_directory_is_left_alone(workdir: Path, master_k
     assert (other / "in-progress").exists()
 
 
+FOREIGN = "is not empty and was not made by meshseed (it has no .meshseed-dist); refusing to replace it"
+
+
 def test_build_refuses_to_replace_a_foreign_directory(workdir: Path, master_key_file: Path) -> None:
     (workdir / "dist").mkdir()
     (workdir / "dist" / "thesis.tex").write_text("precious")
     result = meshseed("build", cwd=workdir, master_key=master_key_file)
     assert result.returncode == 2
-    assert "dist: is not empty and holds no build.json; refusing to replace it" in result.stderr
+    assert f"error: dist: {FOREIGN}" in result.stderr
     assert (workdir / "dist" / "thesis.tex").read_text() == "precious"
+
+
+def test_a_build_json_does_not_make_a_directory_ours(workdir: Path, master_key_file: Path) -> None:
+    project = workdir / "infra"
+    (project / "src").mkdir(parents=True)
+    files = {"build.json": '{"steps": []}\n', "main.tf": 'resource "x" "y" {}\n', "src/app.py": "print()\n"}
+    for name, text in files.items():
+        (project / name).write_text(text)
+    result = meshseed("build", "-o", "infra", cwd=workdir, master_key=master_key_file)
+    assert result.returncode == 2
+    assert (
+        f"error: infra: {FOREIGN} (choose another -o directory, or empty this one yourself)" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert tree_bytes(project) == {name: (0o644, text.encode()) for name, text in files.items()}
+    assert [p.name for p in workdir.glob(".infra.*")] == [".infra.lock"]
+
+
+def test_what_meshseed_made_it_replaces_and_marks(workdir: Path, master_key_file: Path) -> None:
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    marker = workdir / "dist" / ".meshseed-dist"
+    assert marker.read_bytes().startswith(b"made by meshseed build")
+    assert "  .meshseed-dist\n" in (workdir / "dist" / "SHA256SUMS").read_text()
+    (workdir / "dist" / "stray").write_text("left by hand\n")
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    assert not (workdir / "dist" / "stray").exists()
+
+
+def test_only_marked_or_empty_staging_leftovers_are_removed(workdir: Path, master_key_file: Path) -> None:
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    killed = workdir / ".dist.abcdefgh.new"
+    shutil.copytree(workdir / "dist", killed)
+    empty = workdir / ".dist.ijklmnop.old"
+    empty.mkdir()
+    foreign = workdir / ".dist.qrstuvwx.old"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine\n")
+    assert meshseed("build", cwd=workdir, master_key=master_key_file).returncode == 0
+    assert not killed.exists() and not empty.exists()
+    assert (foreign / "notes.txt").read_text() == "mine\n"
 
 
 def test_sigkill_at_random_moments_never_leaves_a_trusted_partial_entry(

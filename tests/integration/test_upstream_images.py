@@ -237,6 +237,22 @@ def test_fetch_matches_skopeo_and_shares_layers(
     )
 
 
+def test_a_tampered_image_entry_is_not_exported(project: Project, tmp_path: Path) -> None:
+    project.lock()
+    assert project.meshseed("fetch", "hello").returncode == 0
+    (entry,) = (project.root / ".meshseed" / "store").glob("*-image-hello")
+    entry.chmod(0o755)
+    (entry / "index.json").chmod(0o644)
+    (entry / "index.json").write_text('{"schemaVersion":2,"manifests":[]}')
+    result = project.meshseed("fetch", "hello", "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert (
+        f"error: store entry {entry.name} is corrupt: index.json changed (recorded regular sha256:"
+        in result.stderr
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_wrong_blob_fails_the_fetch_and_keeps_nothing(
     tmp_path: Path, master_key_file: Path, artifact_server: str
 ) -> None:

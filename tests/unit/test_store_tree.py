@@ -240,7 +240,7 @@ def test_prepare_makes_a_private_store(tmp_path: Path) -> None:
     root = tmp_path / "deep" / "store"
     Store(root).prepare()
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
-    assert sorted(p.name for p in root.iterdir()) == [".blobs", ".locks", ".roots", ".tmp"]
+    assert sorted(p.name for p in root.iterdir()) == [".blobs", ".checked", ".locks", ".roots", ".tmp"]
     root.chmod(0o755)
     Store(root).prepare()  # again: nothing to create, but the mode is put right
     assert stat.S_IMODE(root.stat().st_mode) == 0o700

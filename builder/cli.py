@@ -245,15 +245,17 @@ def _entries(number: int) -> str:
 
 
 def _check_build(args: argparse.Namespace, loaded: Loaded) -> int:
-    summary = check_summary(check(loaded, jobs=args.jobs, progress=progress_for(args.json)), args.store)
+    # The store as the build resolved it (beside the site file unless --store names one).
+    root = loaded.store.root
+    summary = check_summary(check(loaded, jobs=args.jobs, progress=progress_for(args.json)), root)
     if args.json:
         sys.stdout.write(canonical_json(summary))
     else:
         for name, differences in sorted(summary["differ"].items()):
             for difference in differences:
-                print(f"differs: {args.store / name}: {difference}")
+                print(f"differs: {root / name}: {difference}")
         for name in summary["not_in_store"]:
-            print(f"not in the store (nothing to compare): {args.store / name}")
+            print(f"not in the store (nothing to compare): {root / name}")
         print(
             f"{_entries(summary['checked'])} compared with a rebuild, {len(summary['differ'])} differ",
             file=sys.stderr,
@@ -455,12 +457,6 @@ def _add_build_options(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")
     sub.add_argument("--repair", action="store_true", help="re-check store entries and rebuild corrupt ones")
-    sub.add_argument(
-        "--check",
-        action="store_true",
-        help="rebuild every derivation in a temporary store and report each store entry that "
-        "differs from it; writes no dist/ (exit 1 if any differ)",
-    )
     _add_variant_options(sub)
 
 
@@ -508,7 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_site(secret)
     secret.add_argument("--node", metavar="NAME", help="the node, for per-node secrets")
     text = "build dist/ for a site, reusing what the store already holds"
-    add("build", cmd_build, text, _add_site, _add_site_store, _add_build_options, _add_pins, _add_master_key)
+    build = add(
+        "build", cmd_build, text, _add_site, _add_site_store, _add_build_options, _add_pins, _add_master_key
+    )
+    build.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild every derivation in a temporary store and report each store entry that "
+        "differs from it; writes no dist/ (exit 1 if any differ)",
+    )
     text = "show what a build would make and what is cached (takes build's options)"
     add(
         "plan",

@@ -45,7 +45,7 @@ def test_seeds_install_the_key_known_hosts_lists(tmp_path: Path, master_key_file
     for name, (names, kind, blob, _) in lines.items():
         data = yaml.safe_load((tmp_path / "dist" / "nodes" / name / "user-data").read_text())
         assert data["ssh_keys"]["ed25519_public"] == f"{kind} {blob}"
-        assert data["ssh_genkeytypes"] == [] and data["ssh_deletekeys"] is True
+        assert data["ssh_genkeytypes"] == ["ed25519"] and data["ssh_deletekeys"] is True
         public = nodes[name]["public_ipv6"].split("/")[0]
         assert names.split(",")[0] == public and f"{name}.campus.example.org" in names.split(",")
     # The private keys are in the seeds (mode 0600), never in what known-hosts prints.

@@ -136,7 +136,7 @@ def test_plan_takes_builds_options() -> None:
         o for a in parsers(build_parser()) if a[0] == "meshseed plan" for o in a[1]._option_string_actions
     }
     # What plan lacks only changes how a build runs or reports, not what it makes.
-    assert build_options - plan_options == {"-o", "--output", "-j", "--jobs", "--repair"}
+    assert build_options - plan_options == {"-o", "--output", "-j", "--jobs", "--repair", "--check"}
 
 
 def test_help_states_the_defaults_of_jobs_and_store() -> None:
@@ -157,6 +157,7 @@ def test_master_key_is_offered_only_where_secrets_are_read() -> None:
     assert offered == {
         "meshseed nodes",
         "meshseed secret",
+        "meshseed known-hosts",
         "meshseed build",
         "meshseed plan",
         "meshseed keys init",

@@ -38,7 +38,9 @@ def verdict(losses: Sequence[NodeLoss]) -> tuple[str, ...]:
     """The warnings of a passing model; raises naming each path, workload and reason when
     losing a server leaves a user-facing path down."""
     servers = [loss for loss in losses if loss.node.role is Role.SERVER]
-    failures = [f"losing {loss.node.name}: {o.subject} is down: {o.reason}" for loss in servers for o in loss.failures]
+    failures = [
+        f"losing {loss.node.name}: {o.subject} is down: {o.reason}" for loss in servers for o in loss.failures
+    ]
     if failures:
         raise MeshseedError(
             f"losing a single server leaves a user-facing path down ({len(failures)} found)",

@@ -62,76 +62,86 @@ def etcd_outcome(nodes: Sequence[NodeInfo], lost: NodeInfo) -> Outcome:
     return Outcome(ETCD, Status.FINE, f"{left} of {servers} members keep a majority ({need} needed)")
 
 
-def _noted(workload: Workload, reason: str) -> str:
-    return f"{reason}; {workload.note}" if workload.note else reason
+Verdict = tuple[Status, str]
 
 
 def workload_outcome(workload: Workload, lost: str) -> Outcome:
-    subject = workload.ref
     if not workload.eligible:
-        return Outcome(subject, Status.DOWN, "no node fits its pods")
+        return Outcome(workload.ref, Status.DOWN, "no node fits its pods")
     if lost not in workload.eligible:
-        return Outcome(subject, Status.FINE, f"none of its pods can run on {lost}")
+        return Outcome(workload.ref, Status.FINE, f"none of its pods can run on {lost}")
     others = [n for n in workload.eligible if n != lost]
     if workload.kind == "DaemonSet":
-        if others:
-            return Outcome(subject, Status.FINE, f"its pods on {len(others)} other node(s) keep running")
-        return Outcome(subject, Status.DOWN, f"it runs on {lost} only")
-    bound = workload.shared_volume or workload.member_volumes
-    if workload.kind in ("Job", "CronJob"):
-        if workload.shared_volume:
-            return Outcome(subject, Status.DOWN, f"it needs {workload.shared_volume}, bound to one node ({lost})")
-        if not others:
-            return Outcome(subject, Status.DOWN, f"no node but {lost} fits it")
-        return Outcome(subject, Status.FINE, f"it runs again on another node ({len(others)} fit)")
+        verdict: Verdict = (
+            (Status.FINE, f"its pods on {len(others)} other node(s) keep running")
+            if others
+            else (Status.DOWN, f"it runs on {lost} only")
+        )
+    elif workload.kind in ("Job", "CronJob"):
+        verdict = _job(workload, lost, others)
+    else:
+        verdict = _replicated(workload, lost, others)
+    status, reason = verdict
+    if status is not Status.FINE and workload.note:
+        reason = f"{reason}; {workload.note}"
+    return Outcome(workload.ref, status, reason)
+
+
+def _job(workload: Workload, lost: str, others: list[str]) -> Verdict:
+    if workload.shared_volume:
+        return Status.DOWN, f"it needs {workload.shared_volume}, bound to one node ({lost})"
+    if not others:
+        return Status.DOWN, f"no node but {lost} fits it"
+    return Status.FINE, f"it runs again on another node ({len(others)} fit)"
+
+
+def _replicated(workload: Workload, lost: str, others: list[str]) -> Verdict:
+    """A Deployment's or StatefulSet's replicas: what survives at once, and what moves."""
     replicas = workload.replicas
     if replicas == 0:
-        return Outcome(subject, Status.FINE, "scaled to zero")
+        return Status.FINE, "scaled to zero"
+    bound = workload.shared_volume or workload.member_volumes
     # A volume shared by every replica keeps them all on its node; otherwise only a
     # spread keeps the lost node to one of them.
-    lost_pods = 1 if workload.spread and not workload.shared_volume else replicas
-    left = replicas - lost_pods
+    left = replicas - (1 if workload.spread and not workload.shared_volume else replicas)
     how = f" ({workload.spread})" if workload.spread else ""
     if workload.quorum:
         need = replicas // 2 + 1
         if left < need:
-            return Outcome(
-                subject,
-                Status.DOWN,
-                f"quorum lost: {left} of {replicas} members may be left{how}, {need} needed",
-            )
+            return Status.DOWN, f"quorum lost: {left} of {replicas} members may be left{how}, {need} needed"
         waits = f"; the member on {lost} waits for its node ({bound})" if workload.member_volumes else ""
-        return Outcome(subject, Status.FINE, f"{left} of {replicas} members keep a majority{how}{waits}")
+        return Status.FINE, f"{left} of {replicas} members keep a majority{how}{waits}"
     if left >= 1:
-        return Outcome(subject, Status.FINE, f"{left} of {replicas} replicas on other nodes keep serving{how}")
+        return Status.FINE, f"{left} of {replicas} replicas on other nodes keep serving{how}"
+    return _moved(workload, lost, others)
+
+
+def _moved(workload: Workload, lost: str, others: list[str]) -> Verdict:
+    """No replica survived: whether Kubernetes can start one elsewhere."""
+    bound = workload.shared_volume or workload.member_volumes
     if bound:
         where = "the node that first ran it" if workload.shared_volume else "its member's node"
-        return Outcome(
-            subject,
-            Status.DOWN,
-            _noted(workload, f"single copy: {bound} is bound to {where}, possibly {lost}, and lost with it"),
-        )
+        return Status.DOWN, f"single copy: {bound} is bound to {where}, possibly {lost}, and lost with it"
     if not others:
-        return Outcome(subject, Status.DOWN, f"no node but {lost} fits it")
-    return Outcome(
-        subject,
-        Status.DEGRADED,
-        _noted(
-            workload,
-            f"no pod until it is rescheduled on another node (evicted after {EVICTION_SECONDS} s)",
-        ),
-    )
+        return Status.DOWN, f"no node but {lost} fits it"
+    wait = f"evicted after {EVICTION_SECONDS} s"
+    return Status.DEGRADED, f"no pod until it is rescheduled on another node ({wait})"
 
 
 def _gap(step: Step) -> KnownGap | None:
     return next(
-        (g for g in KNOWN_GAPS if (g.namespace, g.service) == (step.namespace, step.name) and step.kind == "Service"),
+        (
+            g
+            for g in KNOWN_GAPS
+            if (g.namespace, g.service) == (step.namespace, step.name) and step.kind == "Service"
+        ),
         None,
     )
 
 
 def step_outcome(cluster: Cluster, step: Step, by_ref: dict[str, Outcome]) -> Outcome:
     subject = f"{step.namespace}/{step.name}"
+    found: tuple[Workload, ...]
     if step.kind == "workload":
         workload = cluster.workload(step.namespace, step.name)
         found = (workload,) if workload else ()
@@ -163,7 +173,9 @@ def path_outcome(cluster: Cluster, path: UserPath, by_ref: dict[str, Outcome], e
     # Down only because of known gaps: shown as such, and excused by the build.
     known = tuple(g for o in bad for g in o.known_gaps)
     excused = worst is Status.DOWN and all(o.known_gaps for o in bad)
-    return Outcome(path.name, worst, "; ".join(f"{o.subject}: {o.reason}" for o in bad), known if excused else ())
+    return Outcome(
+        path.name, worst, "; ".join(f"{o.subject}: {o.reason}" for o in bad), known if excused else ()
+    )
 
 
 def lose(cluster: Cluster, node: NodeInfo, paths: Sequence[UserPath] = PATHS) -> NodeLoss:

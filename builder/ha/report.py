@@ -26,7 +26,9 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
         "subject": outcome.subject,
         "status": str(outcome.status),
         "reason": outcome.reason,
-        "known_gaps": [{"service": f"{g.namespace}/{g.service}", "closed_by": g.closed_by} for g in outcome.known_gaps],
+        "known_gaps": [
+            {"service": f"{g.namespace}/{g.service}", "closed_by": g.closed_by} for g in outcome.known_gaps
+        ],
     }
 
 

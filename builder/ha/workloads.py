@@ -119,9 +119,13 @@ def _node_bound_claims(
         spec = document.get("spec") or {}
         affinity = (spec.get("nodeAffinity") or {}).get("required")
         if affinity and spec.get("storageClassName"):
-            as_pod = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": affinity}}}
+            as_pod = {
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": affinity}}
+            }
             fitting = tuple(n.name for n in nodes if fits_shape(as_pod, NodeShape(n.shape.labels, ())))
-            pv_nodes[spec["storageClassName"]] = tuple(sorted({*pv_nodes.get(spec["storageClassName"], ()), *fitting}))
+            pv_nodes[spec["storageClassName"]] = tuple(
+                sorted({*pv_nodes.get(spec["storageClassName"], ()), *fitting})
+            )
     claims: dict[tuple[str, str], tuple[str, ...] | None] = {}
     for document in documents:
         if document.get("kind") != "PersistentVolumeClaim":
@@ -130,7 +134,8 @@ def _node_bound_claims(
         storage_class = (document.get("spec") or {}).get("storageClassName")
         if storage_class in REPLICATED_STORAGE_CLASSES:
             continue
-        claims[(str(meta.get("namespace", "default")), str(meta["name"]))] = pv_nodes.get(storage_class)
+        bound = pv_nodes.get(storage_class) if isinstance(storage_class, str) else None
+        claims[(str(meta.get("namespace", "default")), str(meta["name"]))] = bound
     return claims
 
 
@@ -150,10 +155,13 @@ def _anti_affinity(spec: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[
     anti = (spec.get("affinity") or {}).get("podAntiAffinity") or {}
     required = any(own(t) for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
     preferred = any(
-        own(t.get("podAffinityTerm") or {}) for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+        own(t.get("podAffinityTerm") or {})
+        for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []
     )
     spread = any(
-        c.get("topologyKey") == HOSTNAME and c.get("maxSkew") == 1 and c.get("whenUnsatisfiable") == "DoNotSchedule"
+        c.get("topologyKey") == HOSTNAME
+        and c.get("maxSkew") == 1
+        and c.get("whenUnsatisfiable") == "DoNotSchedule"
         for c in spec.get("topologySpreadConstraints") or []
     )
     return required or spread, preferred
@@ -188,7 +196,9 @@ def _workload(
         if (template.get("spec") or {}).get("storageClassName") not in REPLICATED_STORAGE_CLASSES:
             members = f"volumeClaimTemplate {_metadata(template).get('name')}"
     required, preferred = _anti_affinity(spec, pod_labels)
-    replicas = int((document.get("spec") or {}).get("replicas", 1)) if kind in ("Deployment", "StatefulSet") else 1
+    replicas = (
+        int((document.get("spec") or {}).get("replicas", 1)) if kind in ("Deployment", "StatefulSet") else 1
+    )
     spread = None
     if required:
         spread = "required anti-affinity"

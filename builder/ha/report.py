@@ -3,6 +3,7 @@ README's "what survives what" table."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,10 @@ def as_json(losses: Sequence[NodeLoss]) -> list[dict[str, Any]]:
     ]
 
 
+# A Job's name carries a digest of its scripts and images; the README names it without.
+_DIGEST = re.compile(r"-[0-9a-f]{10}$")
+
+
 def _cell(outcome: Outcome) -> str:
     reason = outcome.reason.replace("|", "\\|")
     return f"**{outcome.label}**: {reason}" if outcome.status else outcome.label
@@ -61,5 +66,5 @@ def markdown_table(losses: Sequence[NodeLoss]) -> str:
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for index, outcome in enumerate(columns[0].paths + columns[0].workloads):
         cells = [_cell((loss.paths + loss.workloads)[index]) for loss in columns]
-        rows.append(f"| {outcome.subject} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_DIGEST.sub('-<digest>', outcome.subject)} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"

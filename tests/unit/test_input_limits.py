@@ -159,6 +159,7 @@ def test_master_key_is_offered_only_where_secrets_are_read() -> None:
         "meshseed secret",
         "meshseed build",
         "meshseed plan",
+        "meshseed ha",
         "meshseed keys init",
         "meshseed backup pull",
     }

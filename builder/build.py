@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.assemble import assemble
 from builder.det.epoch import source_date_epoch
+from builder.ha import NodeLoss, analyse, read_manifests, site_nodes, verdict
 from builder.images.spec import IMAGES_DIR, image_specs
 from builder.lock import DEFAULT_LOCK, DEFAULT_UPSTREAM, Lock, LockFiles, UpstreamPart, load_lock
 from builder.manifests.derivation import BACKUP_IMAGE, missing_images
@@ -18,6 +20,7 @@ from builder.secrets import SecretDeriver, load_master_key, master_key_path
 from builder.site import Site, load_site
 from builder.store.check import Checked, check_store
 from builder.store.derivation import Derivation
+from builder.store.progress import SilentProgress
 from builder.store.realise import Progress, Result, closure, realise
 from builder.store.store import DEFAULT_STORE, Store
 
@@ -164,16 +167,54 @@ def plan_summary(loaded: Loaded) -> list[dict[str, Any]]:
     ]
 
 
-def build(loaded: Loaded, out: Path, *, jobs: int, progress: Progress, repair: bool) -> list[Result]:
+def build(
+    loaded: Loaded,
+    out: Path,
+    *,
+    jobs: int,
+    progress: Progress,
+    repair: bool,
+    warn: Callable[[str], object] = lambda _: None,
+) -> list[Result]:
     loaded.store.prepare()
     with loaded.store.shared():
         try:
             results = realise(loaded.store, loaded.derivations, jobs=jobs, progress=progress, repair=repair)
         finally:
             progress.close()
+        # Before dist/ is assembled: a site that one server's loss takes down gets no dist/.
+        for warning in node_loss_warnings(loaded.site, results):
+            warn(warning)
         assemble(results, out)
         loaded.store.add_root(out, [r.derivation.store_name for r in results])
     return results
+
+
+def manifests_entry(results: list[Result]) -> Path | None:
+    """The store entry of dist/manifests, when this build makes it (it needs the pins)."""
+    return next((r.output.path for r in results if r.derivation.name == "manifests"), None)
+
+
+def node_loss_warnings(site: Site, results: list[Result]) -> tuple[str, ...]:
+    """Run the node-loss model on the rendered manifests: raises when losing one server
+    leaves a user-facing path down; the known gaps come back as warnings."""
+    entry = manifests_entry(results)
+    if entry is None:
+        return ()
+    return verdict(analyse(read_manifests(entry), site_nodes(site)))
+
+
+def node_losses(loaded: Loaded, *, jobs: int) -> tuple[NodeLoss, ...] | None:
+    """The model's answer for every node, making only the manifests (None without pins)."""
+    targets = [d for d in loaded.derivations if d.name == "manifests"]
+    if not targets:
+        return None
+    loaded.store.prepare()
+    with loaded.store.shared():
+        results = realise(loaded.store, targets, jobs=jobs, progress=SilentProgress())
+        entry = manifests_entry(results)
+        assert entry is not None
+        return analyse(read_manifests(entry), site_nodes(loaded.site))
 
 
 def check(loaded: Loaded, *, jobs: int, progress: Progress) -> list[Checked]:

@@ -23,12 +23,15 @@ from builder.build import (
     check,
     check_summary,
     load,
+    node_losses,
     open_deriver,
     plan_summary,
 )
 from builder.det.files import write_atomically
 from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
+from builder.ha import report as ha_report
+from builder.ha import verdict
 from builder.images.spec import IMAGES_DIR, image_specs
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import (
@@ -230,8 +233,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.check:
         return _check_build(args, loaded)
     started = time.monotonic()
-    results = build(loaded, args.output, jobs=args.jobs, progress=progress_for(args.json), repair=args.repair)
-    summary = build_summary(results, args.output, loaded.warnings)
+    warnings = list(loaded.warnings)
+
+    def warn(warning: str) -> None:
+        warnings.append(warning)
+        print(f"warning: {warning}", file=sys.stderr)
+
+    results = build(
+        loaded, args.output, jobs=args.jobs, progress=progress_for(args.json), repair=args.repair, warn=warn
+    )
+    summary = build_summary(results, args.output, tuple(warnings))
     if args.json:
         sys.stdout.write(canonical_json(summary))
     else:
@@ -279,6 +290,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{row['status']:<7} {row['key'][:16]}  {row['name']}")
     to_build = sum(row["status"] == "build" for row in rows)
     print(f"{to_build} to build, {len(rows) - to_build} cached", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def cmd_ha(args: argparse.Namespace) -> int:
+    loaded = load(_request(args))
+    losses = node_losses(loaded, jobs=args.jobs)
+    if losses is None:
+        raise MeshseedError("the node-loss model reads the manifests, which need images.lock's pins")
+    if args.json:
+        sys.stdout.write(canonical_json(ha_report.as_json(losses)))
+    elif args.markdown:
+        sys.stdout.write(ha_report.markdown_table(losses))
+    else:
+        sys.stdout.write(ha_report.text_table(losses))
+    for warning in verdict(losses):
+        print(f"warning: {warning}", file=sys.stderr)
     return ExitStatus.OK
 
 
@@ -524,6 +551,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_variant_options,
         _add_pins,
         _add_master_key,
+    )
+    text = "show what losing each node does to every user-facing path and workload"
+    ha = add("ha", cmd_ha, text, _add_site, _add_site_store, _add_json, _add_pins, _add_master_key)
+    ha.add_argument(
+        "--markdown", action="store_true", help="print the README's table, one column per node role"
+    )
+    ha.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="default: the CPU count",
     )
     lock = add("lock", cmd_lock, "resolve images/upstream.yaml into images.lock", _add_pins)
     lock.add_argument("--check", action="store_true", help="only check that images.lock is current")

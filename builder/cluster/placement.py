@@ -109,7 +109,12 @@ def _tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Taint) -> bool:
 
 def fits(spec: Mapping[str, Any], role: Role) -> bool:
     """Whether the scheduler may place a pod with this spec on a node of `role`."""
-    shape = node_shape(role)
+    return fits_shape(spec, node_shape(role))
+
+
+def fits_shape(spec: Mapping[str, Any], shape: NodeShape) -> bool:
+    """Whether the scheduler may place a pod with this spec on a node that looks so (the
+    node-loss model adds each node's `kubernetes.io/hostname` to its role's labels)."""
     selector = spec.get("nodeSelector") or {}
     if any(shape.labels.get(key) != value for key, value in selector.items()):
         return False

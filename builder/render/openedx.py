@@ -27,6 +27,7 @@ from builder.cluster.k8s import (
 )
 from builder.errors import bad_input
 from builder.render.listeners import listen_on_ipv6, tutor_files_on_ipv6
+from builder.render.reschedulable import make_reschedulable, without_node_bound_volume
 from builder.render.tutor import TUTOR_VERSION, TutorOutput, is_image_setting
 
 NAMESPACE = "openedx"
@@ -139,10 +140,13 @@ def adapt(
                     listen_on_ipv6(name, container)
                     if name == "smtp":
                         relay_for_pods(container, pod_network)
+                make_reschedulable(document)
                 datastores.append(document)
             else:
                 _spread(document, servers)
                 apps += [document, _disruption_budget(name)]
+        elif not without_node_bound_volume(document):
+            continue
         elif name in DATASTORES:
             datastores.append(document)
         else:

@@ -160,6 +160,7 @@ def test_master_key_is_offered_only_where_secrets_are_read() -> None:
         "meshseed known-hosts",
         "meshseed build",
         "meshseed plan",
+        "meshseed ha",
         "meshseed keys init",
         "meshseed backup pull",
     }

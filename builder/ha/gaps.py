@@ -1,0 +1,25 @@
+"""Known gaps: user-facing Services that a single server's loss still takes down.
+
+Each names issue #19 and the work that closes it. While a gap is listed, `meshseed
+build` prints it as a warning instead of failing and `meshseed ha` shows it as "down
+(known gap)". Remove an entry when its replacement lands: the build then fails again if
+losing a server takes the Service down, and warns while an entry no longer matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnownGap:
+    namespace: str
+    service: str
+    closed_by: str
+
+
+KNOWN_GAPS: tuple[KnownGap, ...] = (
+    KnownGap("openedx", "mysql", "issue #19 item 2: MySQL as a three-member Galera StatefulSet"),
+    KnownGap("openedx", "mongodb", "issue #19 item 3: MongoDB as a three-member replica set"),
+    KnownGap("openedx", "redis", "issue #19 item 4: Redis with Sentinel (a primary and two replicas)"),
+)

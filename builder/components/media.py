@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from builder.cluster.component import Cluster, Component, Namespace, SecretSpec
+from builder.cluster.component import BackupJob, Cluster, Component, Namespace, SecretSpec
 from builder.cluster.digest import digest
 from builder.cluster.flows import Flow, Pods
 from builder.render import media
@@ -45,7 +45,9 @@ class Media(Component):
     files: ClassVar[Mapping[str, str]] = {
         "garage.toml": "garage.toml.j2",
         "garage-bootstrap.py": "garage-bootstrap.py.j2",
+        "garage-snapshot.py": "garage-snapshot.py.j2",
     }
+    backup_scripts: ClassVar[Mapping[str, str]] = {"garage-snapshot.py": "garage-snapshot.py"}
     manifests = ("media", "media-secrets")
 
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
@@ -62,6 +64,8 @@ class Media(Component):
             "region": media.REGION,
             "public_bucket": media.PUBLIC_BUCKET,
             "buckets": list(media.BUCKETS),
+            # The backup job reads inside the cluster; its signatures name this host.
+            "internal_endpoint": f"http://garage.{NAMESPACE}.svc.cluster.local:{ports['garage_s3']}",
             "s3_port": ports["garage_s3"],
             "rpc_port": ports["garage_rpc"],
             "web_port": ports["garage_web"],
@@ -78,6 +82,27 @@ class Media(Component):
             # Members among themselves: Garage's RPC (replication, layout, quorum).
             Flow(MEMBERS, MEMBERS, (ports["garage_rpc"],)),
             Flow(BOOTSTRAP, MEMBERS, (ports["garage_admin"],)),
+        ]
+
+    def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
+        # With the openedx image's Python and boto3 (Garage's image has no shell or client).
+        image = cluster.images.get("openedx")
+        if image is None:
+            return []
+        return [
+            BackupJob(
+                kind="garage",
+                image=image,
+                uid=1000,
+                daily_at=(3, 15),
+                source=MEMBERS,
+                ports=(cluster.ports["garage_s3"],),
+                command=("python3", "/scripts/garage-snapshot.py"),
+                credentials={
+                    "AWS_ACCESS_KEY_ID": "garage_key_id",
+                    "AWS_SECRET_ACCESS_KEY": "garage_secret_key",
+                },
+            )
         ]
 
     def digests(self, files: Mapping[str, str], inputs: Mapping[str, Any]) -> dict[str, Any]:

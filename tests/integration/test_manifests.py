@@ -323,10 +323,11 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
         "/backups/couchdb",
         "/backups/mysql",
         "/backups/mongodb",
+        "/backups/garage",
     ]
     # One group owns the archive, whichever image a job runs.
     jobs = [d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in docs if d["kind"] == "CronJob"]
-    assert len(jobs) == 4
+    assert len(jobs) == 5
     assert {job["securityContext"]["fsGroup"] for job in jobs} == {1000}
     assert {job["securityContext"]["runAsUser"] for job in jobs} == {999, 1000}
     files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))

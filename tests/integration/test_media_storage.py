@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -214,3 +215,52 @@ def test_the_public_host_is_a_browser_host_of_the_site(manifests: dict[str, Docu
     assert f"files.{lms_host}" in caddyfile
     assert f"handle_path /{media.PUBLIC_BUCKET}/*" in caddyfile
     assert yaml.safe_dump(caddyfile)
+
+
+def test_the_backup_job_snapshots_every_bucket(
+    manifests: dict[str, Documents], settings: dict[str, Any], s3_server: str, tmp_path: Path
+) -> None:
+    """The rendered backup script, with the test server standing in for Garage's Service,
+    leaves a snapshot that the backup agent's verify accepts, holding every object."""
+    from backup_agent.contents import verify  # noqa: PLC0415
+
+    every = [doc for found in manifests.values() for doc in found]
+    script = str(named(every, "ConfigMap", "backup-scripts")["data"]["garage-snapshot.py"])
+    endpoint = script.split("ENDPOINT = ")[1].split("\n", maxsplit=1)[0]
+    assert json.loads(endpoint) == "http://garage.media.svc.cluster.local:3900"
+    (tmp_path / "snapshot.py").write_text(script.replace(endpoint, json.dumps(s3_server)))
+    admin = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="garage",
+        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+    )
+    admin.put_object(
+        Bucket=media.PRIVATE_BUCKET, Key="../odd key/ü.txt", Body=b"odd", ContentType="text/plain"
+    )
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "metrics").mkdir()
+    env = {
+        **os.environ,
+        "BACKUP_ROOT": str(tmp_path / "backups"),
+        "METRICS_DIR": str(tmp_path / "metrics"),
+        "AWS_ACCESS_KEY_ID": settings["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": settings["AWS_SECRET_ACCESS_KEY"],
+    }
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "snapshot.py")], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (snapshot,) = (tmp_path / "backups" / "garage").iterdir()
+    manifest = verify(snapshot)
+    assert manifest["kind"] == "garage"
+    index = json.loads((snapshot / "index.json").read_text())
+    for bucket in media.BUCKETS:
+        keys = [item["Key"] for item in admin.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert sorted(index[bucket]) == sorted(keys)
+        for key in keys:
+            stored = (snapshot / index[bucket][key]["file"]).read_bytes()
+            assert stored == admin.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert index[media.PRIVATE_BUCKET]["../odd key/ü.txt"]["content_type"] == "text/plain"
+    assert 'kind="garage"' in (tmp_path / "metrics" / "garage.prom").read_text()

@@ -124,3 +124,24 @@ def test_the_bootstrap_sets_up_garage_once_and_then_changes_nothing(
     garage.writes.clear()
     run(script, garage, tmp_path, monkeypatch)
     assert garage.writes == []
+
+
+def test_garage_runs_one_member_per_server_with_a_quorum(manifests: dict[str, Documents]) -> None:
+    every = [doc for found in manifests.values() for doc in found]
+    (garage,) = [d for d in every if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "garage"]
+    assert garage["metadata"]["labels"]["meshseed/quorum"] == "majority"
+    assert garage["spec"]["replicas"] == 3
+    (term,) = garage["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    toml = config(manifests, "garage-config", "garage.toml")
+    assert "replication_factor = 3\n" in toml
+    assert 'consistency_mode = "consistent"' in toml
+    # Every listener on IPv6's any-address.
+    assert sorted(line.split('"')[1] for line in toml.splitlines() if "bind_addr" in line) == [
+        "[::]:3900",
+        "[::]:3901",
+        "[::]:3902",
+        "[::]:3903",
+    ]

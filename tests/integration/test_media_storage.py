@@ -28,7 +28,6 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from builder.render import media
 from tests.integration.generated import Documents, manifests, named
@@ -206,15 +205,18 @@ def test_a_private_file_needs_its_signed_url(settings: dict[str, Any]) -> None:
         assert copy.read() == b"archive"
 
 
-def test_the_public_host_is_a_browser_host_of_the_site(manifests: dict[str, Documents]) -> None:
+def test_the_edge_routes_the_files_host(manifests: dict[str, Documents]) -> None:
+    """Public files go to Garage's website endpoint with the bucket as Host; the rest, signed
+    requests included, to the S3 API with the browser's own Host (the signature covers it)."""
     lms_host = _lms_host(manifests)
-    edge = [doc for found in manifests.values() for doc in found if doc["kind"] == "ConfigMap"]
-    caddyfile = "".join(
-        str(value) for doc in edge for value in doc.get("data", {}).values() if "reverse_proxy" in str(value)
-    )
-    assert f"files.{lms_host}" in caddyfile
-    assert f"handle_path /{media.PUBLIC_BUCKET}/*" in caddyfile
-    assert yaml.safe_dump(caddyfile)
+    every = [doc for found in manifests.values() for doc in found]
+    edge = str(named(every, "ConfigMap", "caddy-config")["data"]["edge.Caddyfile"])
+    site = edge[edge.index(f"@files host files.{lms_host}") :]
+    site = site[: site.index("\n\t}\n")]
+    assert f"handle_path /{media.PUBLIC_BUCKET}/* {{" in site
+    assert f"header_up Host {media.PUBLIC_BUCKET}" in site
+    assert "reverse_proxy garage.media.svc.cluster.local:3902" in site
+    assert "reverse_proxy garage.media.svc.cluster.local:3900" in site
 
 
 def test_the_backup_job_snapshots_every_bucket(

@@ -58,6 +58,10 @@ def _base64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+def _garage_key_id(raw: bytes) -> str:
+    return "GK" + raw.hex()
+
+
 class Purpose(StrEnum):
     K3S_TOKEN = "k3s-token"
     K3S_AGENT_TOKEN = "k3s-agent-token"
@@ -76,6 +80,11 @@ class Purpose(StrEnum):
     OPENEDX_MYSQL_ROOT_PASSWORD = "openedx-mysql-root-password"
     OPENEDX_MYSQL_PASSWORD = "openedx-mysql-password"
     OPENEDX_ADMIN_PASSWORD = "openedx-admin-password"
+    # Garage, the store of Open edX's uploaded files (builder/components/media.py).
+    GARAGE_RPC_SECRET = "garage-rpc-secret"
+    GARAGE_ADMIN_TOKEN = "garage-admin-token"
+    GARAGE_OPENEDX_KEY_ID = "garage-openedx-key-id"
+    GARAGE_OPENEDX_SECRET_KEY = "garage-openedx-secret-key"
 
 
 RECIPES: Mapping[Purpose, Recipe] = {
@@ -105,6 +114,12 @@ RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.OPENEDX_MYSQL_ROOT_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
     Purpose.OPENEDX_MYSQL_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
     Purpose.OPENEDX_ADMIN_PASSWORD: Recipe(Scope.CLUSTER, 18, _base64url),
+    # Garage wants its RPC secret as 32 bytes in hex, and imports only keys shaped like its
+    # own: an id of "GK" and 24 hex digits, a secret of 64 hex digits.
+    Purpose.GARAGE_RPC_SECRET: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    Purpose.GARAGE_ADMIN_TOKEN: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    Purpose.GARAGE_OPENEDX_KEY_ID: Recipe(Scope.CLUSTER, 12, _garage_key_id),
+    Purpose.GARAGE_OPENEDX_SECRET_KEY: Recipe(Scope.CLUSTER, 32, bytes.hex),
 }
 
 

@@ -18,6 +18,7 @@ from builder.cluster.flows import (
     to_internet,
 )
 from builder.cluster.self_signed import self_signed_pem
+from builder.render import media
 from builder.render.browser_urls import Edge, check_browser_urls
 from builder.secrets import Recipe, Scope
 
@@ -26,6 +27,9 @@ ISSUER = Pods(NAMESPACE, "caddy-issuer")
 # Browsers: anyone on the internet, or on Mycelium reaching a node by its overlay address.
 CLIENTS = Addresses((GLOBAL_UNICAST, MYCELIUM))
 ACME_DIRECTORY = "acme-v02.api.letsencrypt.org-directory"
+# Garage, the store of uploaded files (media.py).
+MEDIA = "media"
+GARAGE = Pods(MEDIA, "garage")
 
 
 class Caddy(Component):
@@ -64,13 +68,15 @@ class Caddy(Component):
     def inputs(self, cluster: Cluster) -> dict[str, Any]:
         site, ports = cluster.site, cluster.ports
         issuer = f"caddy-issuer.{NAMESPACE}.svc.cluster.local"
-        lms, studio, apps, preview, search = site.browser_hosts
+        lms, studio, apps, preview, search, files = site.browser_hosts
         upstreams = {
             "lms": (lms, f"lms.openedx.svc.cluster.local:{ports['openedx']}"),
             "studio": (studio, f"cms.openedx.svc.cluster.local:{ports['openedx']}"),
             "mfe": (apps, f"mfe.openedx.svc.cluster.local:{ports['mfe']}"),
             "preview": (preview, f"lms.openedx.svc.cluster.local:{ports['openedx']}"),
             "meilisearch": (search, f"meilisearch.openedx.svc.cluster.local:{ports['meilisearch']}"),
+            # Garage's S3 API; /public-media/ goes to its website endpoint (edge.Caddyfile).
+            "files": (files, f"garage.{MEDIA}.svc.cluster.local:{ports['garage_s3']}"),
         }
         return {
             "namespace": NAMESPACE,
@@ -90,12 +96,24 @@ class Caddy(Component):
             "sync_seconds": 300,
             "certificate_min_days": 14,
             "sites": [
-                # probe: what blackbox asks for the certificate (Meilisearch has no page at /).
+                # probe: what blackbox asks for the certificate (Meilisearch and Garage have no page at /).
                 {
                     "name": name,
                     "host": host,
                     "upstream": upstream,
-                    "probe": f"https://{host}/health" if name == "meilisearch" else f"https://{host}/",
+                    "probe": f"https://{host}/health"
+                    if name in ("meilisearch", "files")
+                    else f"https://{host}/",
+                    # The public bucket, on Garage's website endpoint, which picks the bucket
+                    # by the Host header: /public-media/<key> is that bucket's <key>.
+                    "public": {
+                        "prefix": f"/{media.PUBLIC_BUCKET}",
+                        "bucket": media.PUBLIC_BUCKET,
+                        "upstream": f"garage.{MEDIA}.svc.cluster.local:{ports['garage_web']}",
+                        "health": f"garage.{MEDIA}.svc.cluster.local:{ports['garage_admin']}",
+                    }
+                    if name == "files"
+                    else None,
                 }
                 for name, (host, upstream) in upstreams.items()
             ],
@@ -115,6 +133,8 @@ class Caddy(Component):
             Flow(EDGE, Pods("openedx", "mfe"), (ports["mfe"],)),
             # Course search: the browser asks Meilisearch directly, with a search-only key.
             Flow(EDGE, Pods("openedx", "meilisearch"), (ports["meilisearch"],)),
+            # Uploaded files: signed requests to the S3 API, public files from the website endpoint.
+            Flow(EDGE, GARAGE, (ports["garage_s3"], ports["garage_web"], ports["garage_admin"])),
             Flow(EDGE, ISSUER, (ports["caddy_http"], ports["certificate"])),
             # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
             *to_internet(ISSUER, (443,), "ACME: the issuer asks the CA"),

@@ -50,6 +50,10 @@ LISTENERS: Mapping[str, Listener] = {
         "[chttpd] and [httpd] bind_address = ::, Erlang distribution with -proto_dist inet6_tcp",
         "https://docs.couchdb.org/en/stable/config/http.html#chttpd/bind_address",
     ),
+    "garage": Listener(
+        "garage.toml binds its S3, RPC, web and admin endpoints on `[::]:<port>`",
+        "https://garagehq.deuxfleurs.fr/documentation/reference-manual/configuration/ (api_bind_addr)",
+    ),
     # tests/integration/test_mfe_server.py runs it with Caddy in the namespace.
     "mfe": Listener("tutor-mfe's Caddyfile listens on `:8002`: every address, IPv6 included", NETNS),
     "caddy-edge": Listener("Caddy binds every address for its sites; the local copies on [::1]", NETNS),

@@ -45,8 +45,8 @@ ENV_SECRET = "openedx-env"
 INIT_SECRET = "openedx-init"
 # The images' own writable paths when the root filesystem is read-only.
 SCRATCH = {
-    # media-private holds Learning Core's library assets; like media it is per pod until
-    # the shared-storage work gives the replicas one volume.
+    # Uploaded files go to Garage (render/media.py), not here; media and media-private
+    # stay writable because Tutor's settings create these directories when they load.
     "openedx": ("/tmp", "/openedx/data", "/openedx/media", "/openedx/media-private"),
     "redis": ("/tmp",),
     # Caddy's data and config directories.

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from builder.errors import MeshseedError, bad_input
+from builder.render import media
 from builder.secrets import Purpose, SecretDeriver
 
 # The Tutor release whose openedx image images/upstream.yaml pins; pyproject pins the same.
@@ -112,6 +113,15 @@ def derived_settings(secrets: SecretDeriver) -> dict[str, str]:
         "OPENEDX_MYSQL_PASSWORD": secrets.derive(Purpose.OPENEDX_MYSQL_PASSWORD).text,
         "OPENEDX_SECRET_KEY": secrets.derive(Purpose.LMS_DJANGO_SECRET_KEY).text,
     }
+
+
+def media_settings(inputs: Mapping[str, Any], secrets: SecretDeriver) -> dict[str, str]:
+    """What the uploaded-files patch (render/media.py) reads: the store's host and Open edX's key."""
+    return media.tutor_settings(
+        inputs["lms_host"],
+        secrets.derive(Purpose.GARAGE_OPENEDX_KEY_ID).text,
+        secrets.derive(Purpose.GARAGE_OPENEDX_SECRET_KEY).text,
+    )
 
 
 def _check_versions() -> None:
@@ -220,10 +230,13 @@ def render(inputs: Mapping[str, Any], secrets: SecretDeriver) -> TutorOutput:
     """Render Open edX's settings, k8s resources and init scripts for one site."""
     _check_versions()
     load_plugins(tuple(inputs["openedx"]["plugins"]))
+    media.register_patches()
     from tutor import env as tutor_env  # noqa: PLC0415
     from tutor.hooks.catalog import Filters  # noqa: PLC0415
 
-    config = full_config({**site_settings(inputs), **derived_settings(secrets)})
+    config = full_config(
+        {**site_settings(inputs), **derived_settings(secrets), **media_settings(inputs, secrets)}
+    )
     check_image_tags(config, inputs["openedx"]["images"])
     renderer = tutor_env.Renderer(config)
     generators = config_map_generators(_text(renderer.render_template(KUSTOMIZATION)))
@@ -258,5 +271,5 @@ def _text(rendered: str | bytes) -> str:
 
 def secret_values(config: Mapping[str, Any]) -> list[str]:
     """The secret values in Tutor's config, which must appear in Secrets only."""
-    keys = [*DERIVED_KEYS, "MEILISEARCH_API_KEY"]
+    keys = [*DERIVED_KEYS, "MEILISEARCH_API_KEY", media.SECRET_KEY]
     return sorted({str(config[key]) for key in keys})

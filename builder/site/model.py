@@ -216,13 +216,15 @@ class Site:
     def browser_hosts(self) -> tuple[str, ...]:
         """Every host a browser is sent to: each needs DNS, an edge route and a certificate.
         Besides the LMS, Studio and the MFEs, Tutor sends browsers to the LMS's preview
-        host (Studio's "View live") and to Meilisearch (course search asks it directly)."""
+        host (Studio's "View live"), to Meilisearch (course search asks it directly) and to
+        the store of uploaded files (render/media.py: public files and signed URLs)."""
         return (
             self.lms_host,
             self.studio_host,
             self.apps_host,
             f"preview.{self.lms_host}",
             f"meilisearch.{self.lms_host}",
+            f"files.{self.lms_host}",
         )
 
     def with_role(self, role: Role) -> tuple[Node, ...]:

@@ -212,7 +212,7 @@ def test_each_backup_kind_alerts_on_its_own_when_missing_or_too_old(
     kinds = sorted(
         set(re.findall(r'absent\(meshseed_backup_last_success_timestamp_seconds\{kind="(\w+)"\}\)', rules))
     )
-    assert kinds == ["mongodb", "mysql"]
+    assert kinds == ["garage", "mongodb", "mysql"]
     # A success time that keeps up with the clock (time() starts at 0), sampled each minute.
     fresh = "0+60x1800"
     cases = [
@@ -225,7 +225,7 @@ def test_each_backup_kind_alerts_on_its_own_when_missing_or_too_old(
         # MySQL succeeds, MongoDB never did: MongoDB alone is missing, after `for:`.
         {
             "interval": "1m",
-            "input_series": [backup_series("mysql", fresh)],
+            "input_series": [backup_series("mysql", fresh), backup_series("garage", fresh)],
             "alert_rule_test": [
                 {"eval_time": "10m", "alertname": "BackupTooOld", "exp_alerts": []},
                 {"eval_time": "20m", "alertname": "BackupTooOld", "exp_alerts": backup_alerts(["mongodb"])},
@@ -234,7 +234,11 @@ def test_each_backup_kind_alerts_on_its_own_when_missing_or_too_old(
         # MySQL's last success stays at time 0: too old after 26 hours (and 15 minutes).
         {
             "interval": "1m",
-            "input_series": [backup_series("mysql", "0x1800"), backup_series("mongodb", fresh)],
+            "input_series": [
+                backup_series("mysql", "0x1800"),
+                backup_series("mongodb", fresh),
+                backup_series("garage", fresh),
+            ],
             "alert_rule_test": [
                 {"eval_time": "25h", "alertname": "BackupTooOld", "exp_alerts": []},
                 {"eval_time": "26h20m", "alertname": "BackupTooOld", "exp_alerts": backup_alerts(["mysql"])},

@@ -122,7 +122,8 @@ def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
         "http://[::1]:8445/certificate"
     ]
     hosts = "learn.campus.example.org, studio.campus.example.org, apps.learn.campus.example.org"
-    assert f"{hosts}, preview.learn.campus.example.org, meilisearch.learn.campus.example.org {{" in edge
+    others = "preview.learn.campus.example.org, meilisearch.learn.campus.example.org, files.learn.campus.example.org"
+    assert f"{hosts}, {others} {{" in edge
 
 
 def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path) -> None:
@@ -197,7 +198,11 @@ def test_workloads_are_pinned_hardened_and_accounted(example: Path) -> None:
         and d["spec"]["policyTypes"] == ["Ingress", "Egress"]
         and "ingress" not in d["spec"]
     }
-    assert namespaces == deny == {"openedx", "couchdb", "edge", "monitoring", "monitoring-host", "backup"}
+    assert (
+        namespaces
+        == deny
+        == {"openedx", "couchdb", "edge", "media", "monitoring", "monitoring-host", "backup"}
+    )
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -318,10 +323,11 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
         "/backups/couchdb",
         "/backups/mysql",
         "/backups/mongodb",
+        "/backups/garage",
     ]
     # One group owns the archive, whichever image a job runs.
     jobs = [d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in docs if d["kind"] == "CronJob"]
-    assert len(jobs) == 4
+    assert len(jobs) == 5
     assert {job["securityContext"]["fsGroup"] for job in jobs} == {1000}
     assert {job["securityContext"]["runAsUser"] for job in jobs} == {999, 1000}
     files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))

@@ -41,7 +41,10 @@ def flows(docs: Documents) -> tuple[Flow, ...]:
     """The single flow list, gathered from the components for the example site."""
     site = load_site(EXAMPLE_SITE)
     gathered = registry.gather(
-        site, overlays_of(docs), {"mysql": "mysql@sha256:0", "mongodb": "mongo@sha256:0"}
+        # The images the backup jobs run (Garage's runs the openedx image).
+        site,
+        overlays_of(docs),
+        {"mysql": "mysql@sha256:0", "mongodb": "mongo@sha256:0", "openedx": "openedx@sha256:0"},
     )
     return gathered.flows
 

@@ -87,6 +87,26 @@ PINNED = {
     Purpose.OPENEDX_MYSQL_ROOT_PASSWORD: (16, hex_text, False, "04eae11f536d7ab1d41feef2aa2c44b1"),
     Purpose.OPENEDX_MYSQL_PASSWORD: (16, hex_text, False, "4774b49263cad76e96348161f748fad2"),
     Purpose.OPENEDX_ADMIN_PASSWORD: (18, base64url_text, False, "AMfNqmoj7S7YDT5O1nTP54cd"),
+    Purpose.GARAGE_RPC_SECRET: (
+        32,
+        hex_text,
+        False,
+        "c1c18bb3731d5189f58842ef011aaf2977eea4b396725287d146f923531514ef",
+    ),
+    Purpose.GARAGE_ADMIN_TOKEN: (
+        32,
+        hex_text,
+        False,
+        "43734404e5250135c7365581d549d251104ee7010114091c36fa5740d561d265",
+    ),
+    # Garage's own key shape: "GK" and 24 hex digits.
+    Purpose.GARAGE_OPENEDX_KEY_ID: (12, lambda raw: "GK" + raw.hex(), False, "GK31b067ad7ae698eb74c74f82"),
+    Purpose.GARAGE_OPENEDX_SECRET_KEY: (
+        32,
+        hex_text,
+        False,
+        "8b15e8ddfe5b65f16b4a5391c6a0f1f22367a371a7ccffaa349367576bd83efe",
+    ),
 }
 
 

@@ -76,6 +76,12 @@ class Purpose(StrEnum):
     OPENEDX_MYSQL_ROOT_PASSWORD = "openedx-mysql-root-password"
     OPENEDX_MYSQL_PASSWORD = "openedx-mysql-password"
     OPENEDX_ADMIN_PASSWORD = "openedx-admin-password"
+    # The MongoDB replica set (components/openedx_mongodb.py): its members' shared keyFile,
+    # its root user, Tutor's MONGODB_PASSWORD and the backup job's user.
+    OPENEDX_MONGODB_KEYFILE = "openedx-mongodb-keyfile"
+    OPENEDX_MONGODB_ROOT_PASSWORD = "openedx-mongodb-root-password"
+    OPENEDX_MONGODB_PASSWORD = "openedx-mongodb-password"
+    OPENEDX_MONGODB_BACKUP_PASSWORD = "openedx-mongodb-backup-password"
 
 
 RECIPES: Mapping[Purpose, Recipe] = {
@@ -105,6 +111,12 @@ RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.OPENEDX_MYSQL_ROOT_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
     Purpose.OPENEDX_MYSQL_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
     Purpose.OPENEDX_ADMIN_PASSWORD: Recipe(Scope.CLUSTER, 18, _base64url),
+    # A keyFile holds 6 to 1024 base64 characters; hex digits are among them.
+    Purpose.OPENEDX_MONGODB_KEYFILE: Recipe(Scope.CLUSTER, 48, bytes.hex),
+    # Hex: Tutor puts MONGODB_PASSWORD inside Python quotes, and the mongodump config is YAML.
+    Purpose.OPENEDX_MONGODB_ROOT_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_MONGODB_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_MONGODB_BACKUP_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
 }
 
 

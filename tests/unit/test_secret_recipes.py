@@ -87,6 +87,15 @@ PINNED = {
     Purpose.OPENEDX_MYSQL_ROOT_PASSWORD: (16, hex_text, False, "04eae11f536d7ab1d41feef2aa2c44b1"),
     Purpose.OPENEDX_MYSQL_PASSWORD: (16, hex_text, False, "4774b49263cad76e96348161f748fad2"),
     Purpose.OPENEDX_ADMIN_PASSWORD: (18, base64url_text, False, "AMfNqmoj7S7YDT5O1nTP54cd"),
+    Purpose.OPENEDX_MONGODB_KEYFILE: (
+        48,
+        hex_text,
+        False,
+        "5b36cd85116256f91681f8a870ebbd6541da0843af5402f4d82b31f0b9a6db618f93f068582732d3169bcd6aa34f80a4",
+    ),
+    Purpose.OPENEDX_MONGODB_ROOT_PASSWORD: (16, hex_text, False, "85f848112634a2a0cf21255a5aa82654"),
+    Purpose.OPENEDX_MONGODB_PASSWORD: (16, hex_text, False, "73469d0646328c4639f8b411052779ef"),
+    Purpose.OPENEDX_MONGODB_BACKUP_PASSWORD: (16, hex_text, False, "7fe304a3fc96fd3d1b9fd680ee144945"),
 }
 
 

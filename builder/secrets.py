@@ -85,6 +85,12 @@ class Purpose(StrEnum):
     GARAGE_ADMIN_TOKEN = "garage-admin-token"
     GARAGE_OPENEDX_KEY_ID = "garage-openedx-key-id"
     GARAGE_OPENEDX_SECRET_KEY = "garage-openedx-secret-key"
+    # The MongoDB replica set (components/openedx_mongodb.py): its members' shared keyFile,
+    # its root user, Tutor's MONGODB_PASSWORD and the backup job's user.
+    OPENEDX_MONGODB_KEYFILE = "openedx-mongodb-keyfile"
+    OPENEDX_MONGODB_ROOT_PASSWORD = "openedx-mongodb-root-password"
+    OPENEDX_MONGODB_PASSWORD = "openedx-mongodb-password"
+    OPENEDX_MONGODB_BACKUP_PASSWORD = "openedx-mongodb-backup-password"
 
 
 RECIPES: Mapping[Purpose, Recipe] = {
@@ -120,6 +126,12 @@ RECIPES: Mapping[Purpose, Recipe] = {
     Purpose.GARAGE_ADMIN_TOKEN: Recipe(Scope.CLUSTER, 32, bytes.hex),
     Purpose.GARAGE_OPENEDX_KEY_ID: Recipe(Scope.CLUSTER, 12, _garage_key_id),
     Purpose.GARAGE_OPENEDX_SECRET_KEY: Recipe(Scope.CLUSTER, 32, bytes.hex),
+    # A keyFile holds 6 to 1024 base64 characters; hex digits are among them.
+    Purpose.OPENEDX_MONGODB_KEYFILE: Recipe(Scope.CLUSTER, 48, bytes.hex),
+    # Hex: Tutor puts MONGODB_PASSWORD inside Python quotes, and the mongodump config is YAML.
+    Purpose.OPENEDX_MONGODB_ROOT_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_MONGODB_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
+    Purpose.OPENEDX_MONGODB_BACKUP_PASSWORD: Recipe(Scope.CLUSTER, 16, bytes.hex),
 }
 
 

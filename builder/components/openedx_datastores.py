@@ -1,4 +1,7 @@
-"""Open edX's datastores as Tutor defines them: MySQL, MongoDB, Redis, Meilisearch, SMTP.
+"""Open edX's datastores as Tutor defines them: MySQL, Redis, Meilisearch, SMTP.
+
+MongoDB is a replica set of its own (components/openedx_mongodb.py), which also declares
+its flows and backup job; its snapshot goes through the same script as MySQL's.
 
 Their workloads come out of Tutor's render with the apps (components/openedx.py); this
 module declares what they need of the cluster and how the backup node copies them.
@@ -24,11 +27,10 @@ SNAPSHOT = ("bash", "/scripts/snapshot.sh")
 class OpenEdxDatastores(Component):
     name = "openedx-datastores"
     key = "datastores"
-    images = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
+    images = ("meilisearch", "mysql", "redis", "smtp")
     namespaces = (Namespace(NAMESPACE, restricted=True),)
     ports: ClassVar[Mapping[str, int]] = {
         "mysql": 3306,
-        "mongodb": 27017,
         "redis": 6379,
         "meilisearch": 7700,
         "smtp": 8025,
@@ -45,13 +47,11 @@ class OpenEdxDatastores(Component):
         return {
             "mysql_host": f"mysql.{NAMESPACE}.svc.cluster.local",
             "mysql_port": ports["mysql"],
-            "mongodb_host": f"mongodb.{NAMESPACE}.svc.cluster.local",
-            "mongodb_port": ports["mongodb"],
         }
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         ports = cluster.ports
-        stores = ("mysql", "mongodb", "redis", "meilisearch")
+        stores = ("mysql", "redis", "meilisearch")
         return [
             # The apps, their workers and the init tasks (migrations, indexes, the first
             # Celery task) use every store; only the apps and workers send mail.
@@ -68,7 +68,7 @@ class OpenEdxDatastores(Component):
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
         # Each with its image's own dump tool, through the snapshot script.
-        times = {"mysql": (2, 15), "mongodb": (2, 45)}
+        times = {"mysql": (2, 15)}
         credentials = {"mysql": {"MYSQL_ROOT_PASSWORD": "mysql_root_password"}}
         return [
             BackupJob(

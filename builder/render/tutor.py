@@ -68,6 +68,9 @@ def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "MFE_HOST": openedx["mfe_host"],
         # Each image setting images/upstream.yaml fills (`tutor:`), by digest.
         **{setting: image["pinned"] for setting, image in openedx["images"].items()},
+        # Where Open edX finds MongoDB: the replica set components/openedx_mongodb.py runs
+        # in place of Tutor's single mongodb (RUN_MONGODB false, the members' names).
+        **(inputs.get("mongodb") or {}).get("tutor", {}),
     }
 
 
@@ -95,6 +98,7 @@ DERIVED_KEYS = (
     "JWT_RSA_PRIVATE_KEY",
     "MEILISEARCH_MASTER_KEY",
     "MEILISEARCH_API_KEY_UID",
+    "MONGODB_PASSWORD",
     "MYSQL_ROOT_PASSWORD",
     "OPENEDX_MYSQL_PASSWORD",
     "OPENEDX_SECRET_KEY",
@@ -109,6 +113,8 @@ def derived_settings(secrets: SecretDeriver) -> dict[str, str]:
         "JWT_RSA_PRIVATE_KEY": jwt_private_key(secrets.derive(Purpose.OPENEDX_JWT_RSA_SEED).raw),
         "MEILISEARCH_MASTER_KEY": secrets.derive(Purpose.OPENEDX_MEILISEARCH_MASTER_KEY).text,
         "MEILISEARCH_API_KEY_UID": str(uuid.UUID(bytes=key_uid, version=4)),
+        # The replica set's openedx user (components/openedx_mongodb.py creates it).
+        "MONGODB_PASSWORD": secrets.derive(Purpose.OPENEDX_MONGODB_PASSWORD).text,
         "MYSQL_ROOT_PASSWORD": secrets.derive(Purpose.OPENEDX_MYSQL_ROOT_PASSWORD).text,
         "OPENEDX_MYSQL_PASSWORD": secrets.derive(Purpose.OPENEDX_MYSQL_PASSWORD).text,
         "OPENEDX_SECRET_KEY": secrets.derive(Purpose.LMS_DJANGO_SECRET_KEY).text,

@@ -311,10 +311,12 @@ def test_a_mongodb_snapshot_is_kept_only_when_mongodump_succeeded_with_an_archiv
     tools = tmp_path / "stand-ins"
     tools.mkdir()
     (tools / "mongosh").write_text("#!/bin/sh\necho 1\n")
+    # It also keeps its arguments and the --config file it was given, as it saw them.
     (tools / "mongodump").write_text(
-        '#!/bin/sh\nfor arg; do case "$arg" in --archive=*) archive=${arg#--archive=} ;; esac; done\n'
-        + MONGODUMP[case]
-        + "\n"
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\n'
+        'for arg; do case "$arg" in --archive=*) archive=${arg#--archive=} ;; esac; done\n'
+        'while [ "$#" -gt 1 ]; do [ "$1" = --config ] && cat "$2" > '
+        f"{tmp_path}/config; shift; done\n" + MONGODUMP[case] + "\n"
     )
     for tool in tools.iterdir():
         tool.chmod(0o755)
@@ -322,8 +324,25 @@ def test_a_mongodb_snapshot_is_kept_only_when_mongodump_succeeded_with_an_archiv
         "PATH": f"{tools}:{os.environ['PATH']}",
         "BACKUP_ROOT": str(tmp_path / "backups"),
         "METRICS_DIR": str(tmp_path / "metrics"),
+        "MONGODB_BACKUP_PASSWORD": "backup-pw",
+        "TMPDIR": str(tmp_path / "private"),
     }
+    (tmp_path / "private").mkdir()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    # From a secondary of the replica set, its password in the --config file only.
+    assert argv[argv.index("--readPreference") + 1] == "secondary"
+    assert argv[argv.index("--host") + 1].startswith(
+        "openedx/mongodb-0.mongodb.openedx.svc.cluster.local:27017,"
+    )
+    assert "--oplog" in argv
+    assert not [arg for arg in argv if "backup-pw" in arg]
+    assert (tmp_path / "config").read_text() == 'password: "backup-pw"\n'
+    # The config file is gone, whatever the outcome.
+    assert list((tmp_path / "private").iterdir()) == []
+    for kept in ("argv", "config"):
+        (tmp_path / kept).unlink()
+    (tmp_path / "private").rmdir()
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "stand-ins" not in p.parts)
     if case == "complete":
         assert result.returncode == 0, result.stderr

@@ -107,6 +107,15 @@ PINNED = {
         False,
         "8b15e8ddfe5b65f16b4a5391c6a0f1f22367a371a7ccffaa349367576bd83efe",
     ),
+    Purpose.OPENEDX_MONGODB_KEYFILE: (
+        48,
+        hex_text,
+        False,
+        "5b36cd85116256f91681f8a870ebbd6541da0843af5402f4d82b31f0b9a6db618f93f068582732d3169bcd6aa34f80a4",
+    ),
+    Purpose.OPENEDX_MONGODB_ROOT_PASSWORD: (16, hex_text, False, "85f848112634a2a0cf21255a5aa82654"),
+    Purpose.OPENEDX_MONGODB_PASSWORD: (16, hex_text, False, "73469d0646328c4639f8b411052779ef"),
+    Purpose.OPENEDX_MONGODB_BACKUP_PASSWORD: (16, hex_text, False, "7fe304a3fc96fd3d1b9fd680ee144945"),
 }
 
 

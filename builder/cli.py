@@ -494,6 +494,16 @@ def _add_variant_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--images", action="store_true", help="also build our own images (images/*/image.yaml)")
 
 
+def _add_ha_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--markdown", action="store_true", help="print the README's table, one column per node role"
+    )
+    cpus = os.cpu_count() or 1
+    sub.add_argument(
+        "-j", "--jobs", type=_positive, default=cpus, metavar="N", help=f"default: the CPU count ({cpus})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
     parser = argparse.ArgumentParser(
@@ -553,17 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_master_key,
     )
     text = "show what losing each node does to every user-facing path and workload"
-    ha = add("ha", cmd_ha, text, _add_site, _add_site_store, _add_json, _add_pins, _add_master_key)
-    ha.add_argument(
-        "--markdown", action="store_true", help="print the README's table, one column per node role"
-    )
-    ha.add_argument(
-        "-j",
-        "--jobs",
-        type=_positive,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="default: the CPU count",
+    add(
+        "ha", cmd_ha, text, _add_site, _add_site_store, _add_json, _add_pins, _add_master_key, _add_ha_options
     )
     lock = add("lock", cmd_lock, "resolve images/upstream.yaml into images.lock", _add_pins)
     lock.add_argument("--check", action="store_true", help="only check that images.lock is current")

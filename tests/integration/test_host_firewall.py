@@ -136,6 +136,12 @@ def test_every_ruleset_passes_nft_check(seeds: dict[str, Any], tmp_path: Path) -
         path.write_text(node["ruleset"])
         result = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{name}: {result.stderr}"
+        # And on an image without /etc/protocols (Debian's netbase), as a minimal one is.
+        hidden = f"mount --bind /dev/null /etc/protocols && exec {nft} -c -f {path}"
+        result = subprocess.run(
+            ["unshare", "--mount", "sh", "-c", hidden], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"{name}, without /etc/protocols: {result.stderr}"
 
 
 def test_mycelium_and_k3s_require_the_firewall(seeds: dict[str, Any]) -> None:

@@ -51,11 +51,14 @@ class Caddy(Component):
         "certificate": 8444,
         # The edge Caddy's own copies, on ::1 inside its pod.
         "local_certificate": 8445,
+        # The same copies, for a new issuer to start from (issuer-seed.sh).
+        "copies": 8446,
     }
     files: ClassVar[Mapping[str, str]] = {
         "edge.Caddyfile": "edge.Caddyfile.j2",
         "issuer.Caddyfile": "issuer.Caddyfile.j2",
         "cert-sync.sh": "cert-sync.sh.j2",
+        "issuer-seed.sh": "issuer-seed.sh.j2",
     }
     secrets: ClassVar[Mapping[str, SecretSpec]] = {
         # Served by the edges until the issuer's certificate is synced (self_signed.py).
@@ -91,6 +94,10 @@ class Caddy(Component):
             "issuer_http": f"{issuer}:{ports['caddy_http']}",
             "certificate_url": f"http://{issuer}:{ports['certificate']}/certificate",
             "local_certificate_port": ports["local_certificate"],
+            "copies_port": ports["copies"],
+            "copies_url": f"http://caddy-edge-copies.{NAMESPACE}.svc.cluster.local:{ports['copies']}/copy",
+            # Connections to the edges' copies per name, each to an edge picked at random.
+            "seed_tries": 5,
             "certificate_copies": "/certs",
             "fallback_dir": "/fallback",
             "sync_seconds": 300,
@@ -136,6 +143,8 @@ class Caddy(Component):
             # Uploaded files: signed requests to the S3 API, public files from the website endpoint.
             Flow(EDGE, GARAGE, (ports["garage_s3"], ports["garage_web"], ports["garage_admin"])),
             Flow(EDGE, ISSUER, (ports["caddy_http"], ports["certificate"])),
+            # A new issuer starts from the edges' copies (issuer-seed.sh).
+            Flow(ISSUER, EDGE, (ports["copies"],)),
             # ACME: the issuer asks the CA; the CA's challenge comes back through the nodes.
             *to_internet(ISSUER, (443,), "ACME: the issuer asks the CA"),
         ]
@@ -153,7 +162,7 @@ class Caddy(Component):
         return {
             "config_sha256": {
                 "edge": digest(files["edge.Caddyfile"], files["cert-sync.sh"]),
-                "issuer": digest(files["issuer.Caddyfile"]),
+                "issuer": digest(files["issuer.Caddyfile"], files["issuer-seed.sh"]),
             }
         }
 

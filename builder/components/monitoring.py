@@ -26,6 +26,10 @@ SMTP_RELAY_PORT = 8025
 # headroom for the write-ahead log and compaction, which retention.size does not count.
 PROMETHEUS_VOLUME_GIB = 10
 PROMETHEUS_RETENTION_GB = 8
+# Two replicas on different servers, each scraping everything: monitoring and alerting
+# survive the loss of a server (Alertmanager deduplicates what both send). Sites have at
+# least three servers, so the required anti-affinity always fits.
+PROMETHEUS_REPLICAS = 2
 
 
 class Monitoring(Component):
@@ -67,6 +71,7 @@ class Monitoring(Component):
             "alert_email": cluster.site.alerts.email or f"postmaster@{cluster.site.domain}",
             "alert_webhook": cluster.site.alerts.webhook,
             "smtp_relay": f"{SMTP_RELAY.name}.{SMTP_RELAY.namespace}.svc.cluster.local:{SMTP_RELAY_PORT}",
+            "replicas": PROMETHEUS_REPLICAS,
             "volume_gib": PROMETHEUS_VOLUME_GIB,
             "retention_gb": PROMETHEUS_RETENTION_GB,
         }

@@ -67,6 +67,9 @@ def assert_no_server_loss_takes_a_path_down(losses: list[dict[str, Any]]) -> Non
         assert workloads["openedx/Deployment/smtp"]["status"] == "fine", workloads["openedx/Deployment/smtp"]
         assert workloads["openedx/Deployment/meilisearch"]["status"] == "degraded"
         assert workloads["couchdb/StatefulSet/couchdb"]["status"] == "fine"
+        # Prometheus keeps a replica; the issuer moves, filled from the edges' copies.
+        assert workloads["monitoring/StatefulSet/prometheus"]["status"] == "fine"
+        assert workloads["edge/Deployment/caddy-issuer"]["status"] == "degraded"
         jobs = {
             name.split("/Job/")[1].rsplit("-", 1)[0]: o for name, o in workloads.items() if "/Job/" in name
         }

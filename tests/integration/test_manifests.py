@@ -98,7 +98,7 @@ def test_every_manifest_passes_kubernetes_validate_strict(example: Path) -> None
 def test_caddyfiles_pass_caddy_validate(example: Path, tmp_path: Path) -> None:
     require("caddy", "caddy")
     files = config_map_files(example, "caddy.yaml", "caddy-config", tmp_path)
-    assert set(files) == {"edge.Caddyfile", "issuer.Caddyfile", "cert-sync.sh"}
+    assert set(files) == {"edge.Caddyfile", "issuer.Caddyfile", "cert-sync.sh", "issuer-seed.sh"}
     for path in (files["edge.Caddyfile"], files["issuer.Caddyfile"]):
         result = subprocess.run(
             ["caddy", "validate", "--adapter", "caddyfile", "--config", str(path)],
@@ -187,7 +187,8 @@ def test_workloads_are_pinned_hardened_and_accounted(example: Path) -> None:
             assert re.match(r"^[^@\s]+@sha256:[0-9a-f]{64}$", container["image"]), where
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
             assert container["resources"]["requests"] and container["resources"]["limits"], where
-            if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+            # Init containers run to completion and may not have probes.
+            if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet") and container in spec["containers"]:
                 assert "readinessProbe" in container or "startupProbe" in container, where
                 assert "livenessProbe" in container, where
     namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}

@@ -22,6 +22,8 @@ LMS, CMS, MFE = Pods(NAMESPACE, "lms"), Pods(NAMESPACE, "cms"), Pods(NAMESPACE, 
 APPS = tuple(Pods(NAMESPACE, name) for name in (*openedx.WEB_APPS, *openedx.WORKERS))
 # Tutor's init tasks, one Job (render/openedx.py names its pods so).
 INIT = Pods(NAMESPACE, "openedx-init")
+# Rebuilds Meilisearch's index when it is gone (render/meilisearch_reindex.py).
+REINDEX = Pods(NAMESPACE, "meilisearch-reindex")
 
 
 class OpenEdx(Component):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from builder.cluster.component import BackupJob, Cluster, Component, Namespace, SecretSpec
 from builder.cluster.flows import Flow, Pods, to_internet
-from builder.components.openedx import APPS, INIT
+from builder.components.openedx import APPS, INIT, REINDEX
 from builder.secrets import Purpose
 
 NAMESPACE = "openedx"
@@ -53,11 +53,12 @@ class OpenEdxDatastores(Component):
         ports = cluster.ports
         stores = ("mysql", "redis", "meilisearch")
         return [
-            # The apps, their workers and the init tasks (migrations, indexes, the first
-            # Celery task) use every store; only the apps and workers send mail.
+            # The apps, their workers, the init tasks (migrations, indexes, the first
+            # Celery task) and the Meilisearch rebuild (the same tasks' search part) use
+            # every store; only the apps and workers send mail.
             *(
                 Flow(client, Pods(NAMESPACE, store), (ports[store],))
-                for client in (*APPS, INIT)
+                for client in (*APPS, INIT, REINDEX)
                 for store in stores
             ),
             *(Flow(app, SMTP, (ports["smtp"],)) for app in APPS),

@@ -27,6 +27,7 @@ from builder.cluster.k8s import (
 )
 from builder.errors import bad_input
 from builder.render.listeners import listen_on_ipv6, tutor_files_on_ipv6
+from builder.render.meilisearch_reindex import reindex_cronjob, reindex_script, reindex_secret
 from builder.render.reschedulable import make_reschedulable, without_node_bound_volume
 from builder.render.tutor import TUTOR_VERSION, TutorOutput, is_image_setting
 
@@ -165,7 +166,10 @@ def adapt(
     tasks = tutor.init + extra_init
     scripts = {f"{index}-{service}.sh": script for index, (service, script) in enumerate(tasks)}
     secrets.append(secret(INIT_SECRET, NAMESPACE, scripts))
-    return OpenedxManifests(apps, datastores, secrets, [_init_job(tutor, tasks, scripts)])
+    init_job = _init_job(tutor, tasks, scripts)
+    # Meilisearch's index, rebuilt when it is gone (meilisearch_reindex.py).
+    secrets.append(reindex_secret(NAMESPACE, reindex_script(tutor.config, tutor.init)))
+    return OpenedxManifests(apps, datastores, secrets, [init_job, reindex_cronjob(init_job)])
 
 
 def refuse_unpinned(documents: Iterable[Document], config: Mapping[str, Any]) -> None:

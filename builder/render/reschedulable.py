@@ -2,9 +2,9 @@
 
 The SMTP relay runs two replicas on different servers (it holds only mail in flight).
 Meilisearch keeps its index in an emptyDir instead of a volume bound to one node: after
-a node loss it starts empty on another server; rebuilding the index needs Tutor's
-reindex commands, which nothing runs automatically yet (issue #19 item 5). The
-node-loss model (builder/ha) reads the result: smtp fine, meilisearch degraded.
+a node loss it starts empty on another server, and the meilisearch-reindex CronJob
+(meilisearch_reindex.py) rebuilds the index with Tutor's commands. The node-loss model
+(builder/ha) reads the result: smtp fine, meilisearch degraded.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 from builder.cluster.k8s import Document
 
 SMTP_REPLICAS = 2
-MEILISEARCH_NOTE = "its index starts empty: rebuild it with Tutor's reindex commands (README)"
+MEILISEARCH_NOTE = (
+    "its index starts empty: the meilisearch-reindex CronJob rebuilds it with Tutor's commands "
+    "within 5 minutes, and search answers fully once they finish"
+)
 
 
 def without_node_bound_volume(document: Document) -> bool:

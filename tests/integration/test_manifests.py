@@ -328,7 +328,11 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
         "/backups/garage",
     ]
     # One group owns the archive, whichever image a job runs.
-    jobs = [d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in docs if d["kind"] == "CronJob"]
+    jobs = [
+        d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "CronJob" and d["metadata"]["namespace"] == "backup"
+    ]
     assert len(jobs) == 5
     assert {job["securityContext"]["fsGroup"] for job in jobs} == {1000}
     assert {job["securityContext"]["runAsUser"] for job in jobs} == {999, 1000}

@@ -148,8 +148,8 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         second.stop()
     nodes = json.loads((project.parent / "nodes.json").read_text())
     overlay = {n["name"]: n["overlay_address"] for n in nodes}
-    # `project` is the build's dist/; the site is beside it.
-    known = meshseed("known-hosts", cwd=project.parent, master_key=master_key_file)
+    # `project` is the build's dist/nodes; the site is two levels up.
+    known = meshseed("known-hosts", cwd=project.parent.parent, master_key=master_key_file)
     assert known.returncode == 0, known.stderr
     listed = known.stdout.splitlines()
     host_keys = {line.split()[-1]: line.split()[1:3] for line in listed}

@@ -1,0 +1,214 @@
+"""The pods' Galera scripts (bootstrap, writer choice, routing) against real Galera.
+
+Three members of Debian's MariaDB + galera-4 on 127.0.0.1, started by galera-start.sh,
+with galera-router.sh in front, as in the pods (see galera_cluster.py for what differs
+from Percona XtraDB Cluster). Failover times are printed (pytest -s) and appended to
+$GALERA_TIMES if set.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.galera_cluster import Galera, galera
+from tests.tools import require
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init" / "manifests" / "galera"
+SCRIPTS = ("galera-start.sh", "galera-writer.sh", "galera-router.sh")
+
+
+def report(line: str) -> None:
+    print(f"galera: {line}")
+    if os.environ.get("GALERA_TIMES"):
+        with Path(os.environ["GALERA_TIMES"]).open("a") as out:
+            out.write(line + "\n")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Galera]:
+    # Not under pytest's tmp_path: its parent is private to root, and the members run as mysql.
+    root = Path(tempfile.mkdtemp(prefix="galera-"))
+    root.chmod(0o755)
+    scripts = {name: (TEMPLATES / f"{name}.j2").read_text() for name in SCRIPTS}
+    try:
+        with galera(root, scripts, secrets.token_hex(16)) as running:
+            yield running
+    finally:
+        if not os.environ.get("GALERA_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class Writes:
+    """A client that inserts numbered rows through the router, one connection each (as
+    Django without persistent connections), and keeps the numbers it saw acknowledged."""
+
+    def __init__(self, cluster: Galera) -> None:
+        self.cluster = cluster
+        self.acknowledged: list[tuple[int, float]] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        client = require("mariadb", "mariadb-client")
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            try:
+                ran = subprocess.run(
+                    [
+                        client,
+                        f"--defaults-extra-file={self.cluster.root / 'client.cnf'}",
+                        "--host=127.0.0.1",
+                        f"--port={self.cluster.router_port}",
+                        "--protocol=tcp",
+                        "--connect-timeout=2",
+                        f"--execute=INSERT INTO meshseed.acks (id) VALUES ({number})",
+                    ],
+                    capture_output=True,
+                    check=False,
+                    timeout=10,
+                )
+                ok = ran.returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            if ok:
+                self.acknowledged.append((number, time.monotonic()))
+            else:
+                self.failed += 1
+                time.sleep(0.05)
+
+    def __enter__(self) -> Writes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def wait_for(self, count: int, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        start = len(self.acknowledged)
+        while len(self.acknowledged) < start + count:
+            assert time.monotonic() < deadline, f"fewer than {count} writes in {seconds}s"
+            time.sleep(0.05)
+
+    def gap_after(self, moment: float) -> float:
+        """Seconds from `moment` to the first write acknowledged after it."""
+        after = [at for _, at in self.acknowledged if at > moment]
+        assert after, "no write was acknowledged after the failure"
+        return after[0] - moment
+
+
+def stored(cluster: Galera, port: int) -> set[int]:
+    out = cluster.sql(port, "SELECT id FROM meshseed.acks")
+    return {int(line) for line in out.split()}
+
+
+def test_a_clean_first_start_bootstraps_one_cluster_and_routes_to_member_0(cluster: Galera) -> None:
+    for member in random.sample(cluster.members, 3):
+        cluster.start(member)
+    took = cluster.wait_synced(cluster.members, seconds=40)
+    report(f"clean first start: 3 members Synced after {took:.1f}s")
+    # Exactly one bootstrap: the log of every other member says it joined.
+    bootstraps = [m for m in cluster.members if "bootstrapping a new cluster" in m.log.read_text()]
+    assert [m.ordinal for m in bootstraps] == [0]
+    cluster.sql(
+        cluster.members[0].sql, "CREATE DATABASE meshseed; CREATE TABLE meshseed.acks (id INT PRIMARY KEY)"
+    )
+    cluster.start_router()
+    deadline = time.monotonic() + 15
+    while cluster.writer() != cluster.members[0].address:
+        assert time.monotonic() < deadline, f"router chose {cluster.writer()!r}"
+        time.sleep(0.2)
+
+
+def test_the_writer_killed_under_writes_moves_them_to_member_1_and_loses_none(cluster: Galera) -> None:
+    first, second, _ = cluster.members
+    with Writes(cluster) as writes:
+        writes.wait_for(20)
+        killed_at = time.monotonic()
+        cluster.kill(first)
+        writes.wait_for(20, seconds=60)
+    gap = writes.gap_after(killed_at)
+    report(
+        f"writer SIGKILLed: writes resumed on the next member after {gap:.1f}s ({writes.failed} failed tries)"
+    )
+    assert gap < 10
+    assert cluster.writer() == second.address
+    acknowledged = {number for number, _ in writes.acknowledged}
+    assert acknowledged <= stored(cluster, second.sql)
+    # The killed member comes back by itself: it finds the Primary component and joins.
+    cluster.start(first)
+    cluster.wait_synced(cluster.members, seconds=40)
+    assert acknowledged <= stored(cluster, first.sql)
+    # Once it is fit again it is the writer again (the lowest fit ordinal).
+    deadline = time.monotonic() + 15
+    while cluster.writer() != first.address:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_all_killed_then_started_in_random_order_the_most_advanced_bootstraps(cluster: Galera) -> None:
+    with Writes(cluster) as writes:
+        writes.wait_for(20)
+        for member in cluster.members:
+            cluster.kill(member)
+    acknowledged = {number for number, _ in writes.acknowledged}
+    for member in cluster.members:
+        grastate = (member.datadir / "grastate.dat").read_text()
+        assert "seqno:   -1" in grastate or "seqno: -1" in grastate, grastate
+    logged = {m.ordinal: len(m.log.read_text()) for m in cluster.members}
+    order = random.sample(cluster.members, 3)
+    began = time.monotonic()
+    for member in order:
+        cluster.start(member)
+        time.sleep(random.uniform(0, 3))
+    cluster.wait_synced(cluster.members, seconds=180)
+    took = time.monotonic() - began
+    positions = {
+        m.ordinal: int((m.root / "galera-position").read_text())
+        for m in cluster.members
+        if (m.root / "galera-position").exists()
+    }
+    bootstraps = [
+        m.ordinal
+        for m in cluster.members
+        if "bootstrapping a new cluster" in m.log.read_text()[logged[m.ordinal] :]
+    ]
+    report(
+        f"all SIGKILLed, started in order {[m.ordinal for m in order]}: positions {positions}, "
+        f"member {bootstraps} bootstrapped, all Synced after {took:.1f}s"
+    )
+    assert len(bootstraps) == 1
+    (leader,) = bootstraps
+    # The most advanced, and of equals the lowest ordinal.
+    assert leader == min(o for o, seqno in positions.items() if seqno == max(positions.values()))
+    assert len(positions) == 3
+    for member in cluster.members:
+        assert acknowledged <= stored(cluster, member.sql)
+
+
+def test_a_wiped_member_rejoins_by_state_transfer(cluster: Galera) -> None:
+    wiped = cluster.members[2]
+    cluster.kill(wiped)
+    shutil.rmtree(wiped.datadir)
+    cluster.empty_datadir(wiped)
+    began = time.monotonic()
+    cluster.start(wiped)
+    cluster.wait_synced(cluster.members, seconds=40)
+    report(f"wiped datadir: member 2 rejoined by SST after {time.monotonic() - began:.1f}s")
+    assert "our position: -2" in wiped.log.read_text()
+    assert stored(cluster, wiped.sql) == stored(cluster, cluster.members[0].sql)
+    assert "SST" in (wiped.root / "mysqld.err").read_text()

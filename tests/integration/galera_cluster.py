@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class Galera:
     password: str
     members: list[Member] = field(default_factory=list)
     router_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     router: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -182,6 +184,9 @@ class Galera:
                 "GALERA_LISTEN": f"TCP4-LISTEN:{self.router_port},bind=127.0.0.1,reuseaddr,fork",
                 "GALERA_CONNECT": "TCP4",
                 "GALERA_WRITER_FILE": str(self.root / "writer"),
+                "GALERA_METRICS": str(self.root / "metrics"),
+                "GALERA_METRICS_LISTEN": f"TCP4-LISTEN:{self.metrics_port},bind=127.0.0.1,reuseaddr,fork",
+                "GALERA_METRICS_HTTP": str(self.root / "galera-metrics.sh"),
             },
             stdout=log,
             stderr=log,
@@ -191,6 +196,18 @@ class Galera:
 
     def writer(self) -> str:
         return (self.root / "writer").read_text().strip() if (self.root / "writer").exists() else ""
+
+    def metrics(self) -> dict[str, float]:
+        """The router's metrics as Prometheus scrapes them, over HTTP."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
+            assert answer.headers["Content-Type"].startswith("text/plain")
+            text = answer.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
 
     def status(self, member: Member, name: str) -> str:
         out = self.sql(member.sql, f"SHOW GLOBAL STATUS LIKE '{name}'", check=False)

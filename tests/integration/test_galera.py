@@ -25,7 +25,7 @@ from tests.integration.galera_cluster import Galera, galera
 from tests.tools import require
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init" / "manifests" / "galera"
-SCRIPTS = ("galera-start.sh", "galera-writer.sh", "galera-router.sh")
+SCRIPTS = ("galera-start.sh", "galera-writer.sh", "galera-router.sh", "galera-metrics.sh")
 
 
 def report(line: str) -> None:
@@ -132,6 +132,12 @@ def test_a_clean_first_start_bootstraps_one_cluster_and_routes_to_member_0(clust
     while cluster.writer() != cluster.members[0].address:
         assert time.monotonic() < deadline, f"router chose {cluster.writer()!r}"
         time.sleep(0.2)
+    # What the alert rules read: a writer, and every member seeing all three.
+    metrics = cluster.metrics()
+    assert metrics["galera_writer"] == 1
+    for member in cluster.members:
+        assert metrics[f'galera_member_fit{{member="{member.address}"}}'] == 1
+        assert metrics[f'galera_member_cluster_size{{member="{member.address}"}}'] == 3
 
 
 def test_the_writer_killed_under_writes_moves_them_to_member_1_and_loses_none(cluster: Galera) -> None:
@@ -147,6 +153,16 @@ def test_the_writer_killed_under_writes_moves_them_to_member_1_and_loses_none(cl
     )
     assert gap < 10
     assert cluster.writer() == second.address
+    # Galera evicts the killed member from the view a little later (evs.inactive_timeout).
+    deadline = time.monotonic() + 30
+    while cluster.metrics()[f'galera_member_cluster_size{{member="{second.address}"}}'] != 2:
+        assert time.monotonic() < deadline, cluster.metrics()
+        time.sleep(0.5)
+    report(f"writer SIGKILLed: the view dropped it after {time.monotonic() - killed_at:.1f}s")
+    metrics = cluster.metrics()
+    assert metrics[f'galera_member_cluster_size{{member="{first.address}"}}'] == 0
+    assert metrics[f'galera_member_fit{{member="{first.address}"}}'] == 0
+    assert metrics["galera_writer"] == 1
     acknowledged = {number for number, _ in writes.acknowledged}
     assert acknowledged <= stored(cluster, second.sql)
     # The killed member comes back by itself: it finds the Primary component and joins.

@@ -67,9 +67,10 @@ class OpenEdxDatastores(Component):
         ]
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
-        # Each with its image's own dump tool, through the snapshot script.
-        times = {"mysql": (2, 15), "mongodb": (2, 45)}
-        credentials = {"mysql": {"MYSQL_ROOT_PASSWORD": "mysql_root_password"}}
+        # Each with its image's own dump tool, through the snapshot script. MySQL's job is
+        # the Galera component's (components/galera.py): it dumps from a non-writer member.
+        times = {"mongodb": (2, 45)}
+        credentials: dict[str, dict[str, str]] = {}
         return [
             BackupJob(
                 kind=kind,

@@ -8,6 +8,7 @@ $GALERA_TIMES if set.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import secrets
@@ -18,13 +19,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
+from tests.integration.cli import meshseed
 from tests.integration.galera_cluster import Galera, galera
+from tests.pinned import write_test_lock
 from tests.tools import require
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init" / "manifests" / "galera"
 SCRIPTS = ("galera-start.sh", "galera-writer.sh", "galera-router.sh", "galera-metrics.sh")
 
 
@@ -36,11 +41,35 @@ def report(line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Galera]:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example site's build: the scripts come from its manifests, as the pods get them."""
+    root = tmp_path_factory.mktemp("galera-build")
+    key = root / "master.key"
+    key.write_bytes(TEST_MASTER_KEY)
+    key.chmod(0o600)
+    (root / "site.yaml").write_text(EXAMPLE_SITE.read_text())
+    write_test_lock(root)
+    result = meshseed("build", cwd=root, master_key=key)
+    assert result.returncode == 0, result.stderr
+    return root / "dist"
+
+
+def manifest(dist: Path, name: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all((dist / "manifests" / f"{name}.yaml").read_text()) if doc]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(dist: Path) -> Iterator[Galera]:
     # Not under pytest's tmp_path: its parent is private to root, and the members run as mysql.
     root = Path(tempfile.mkdtemp(prefix="galera-"))
     root.chmod(0o755)
-    scripts = {name: (TEMPLATES / f"{name}.j2").read_text() for name in SCRIPTS}
+    config = named(manifest(dist, "galera"), "ConfigMap", "galera-config")["data"]
+    scripts = {name: config[name] for name in SCRIPTS}
     try:
         with galera(root, scripts, secrets.token_hex(16)) as running:
             yield running
@@ -105,10 +134,15 @@ class Writes:
             time.sleep(0.05)
 
     def gap_after(self, moment: float) -> float:
-        """Seconds from `moment` to the first write acknowledged after it."""
-        after = [at for _, at in self.acknowledged if at > moment]
-        assert after, "no write was acknowledged after the failure"
-        return after[0] - moment
+        """The longest time without an acknowledged write, from the last write acknowledged
+        before `moment`: how long the writes were down (a write in flight at `moment` may
+        still be acknowledged just after it)."""
+        times = [at for _, at in self.acknowledged]
+        before = [at for at in times if at <= moment]
+        after = [at for at in times if at > moment]
+        assert before and after, "no write was acknowledged before or after the failure"
+        series = [before[-1], *after]
+        return max(later - earlier for earlier, later in itertools.pairwise(series))
 
 
 def stored(cluster: Galera, port: int) -> set[int]:
@@ -177,9 +211,13 @@ def test_the_writer_killed_under_writes_moves_them_to_member_1_and_loses_none(cl
 
 
 def test_all_killed_then_started_in_random_order_the_most_advanced_bootstraps(cluster: Galera) -> None:
+    # The writer (member 0) dies first and the writes go on without it, so that it is
+    # behind the others when all are dead: bootstrapping it would lose acknowledged rows.
     with Writes(cluster) as writes:
         writes.wait_for(20)
-        for member in cluster.members:
+        cluster.kill(cluster.members[0])
+        writes.wait_for(20, seconds=60)
+        for member in cluster.members[1:]:
             cluster.kill(member)
     acknowledged = {number for number, _ in writes.acknowledged}
     for member in cluster.members:
@@ -188,9 +226,15 @@ def test_all_killed_then_started_in_random_order_the_most_advanced_bootstraps(cl
     logged = {m.ordinal: len(m.log.read_text()) for m in cluster.members}
     order = random.sample(cluster.members, 3)
     began = time.monotonic()
-    for member in order:
+    for member in order[:2]:
         cluster.start(member)
         time.sleep(random.uniform(0, 3))
+    # Two of three cannot know whether the third holds later writes: nobody bootstraps.
+    time.sleep(8)
+    for member in order[:2]:
+        text = member.log.read_text()[logged[member.ordinal] :]
+        assert "2 of 3 positions known" in text and "bootstrapping" not in text, text
+    cluster.start(order[2])
     cluster.wait_synced(cluster.members, seconds=180)
     took = time.monotonic() - began
     positions = {
@@ -209,9 +253,10 @@ def test_all_killed_then_started_in_random_order_the_most_advanced_bootstraps(cl
     )
     assert len(bootstraps) == 1
     (leader,) = bootstraps
-    # The most advanced, and of equals the lowest ordinal.
-    assert leader == min(o for o, seqno in positions.items() if seqno == max(positions.values()))
+    # The most advanced, and of equals the lowest ordinal; never the one left behind.
     assert len(positions) == 3
+    assert positions[0] < max(positions.values())
+    assert leader == min(o for o, seqno in positions.items() if seqno == max(positions.values()))
     for member in cluster.members:
         assert acknowledged <= stored(cluster, member.sql)
 
@@ -228,3 +273,51 @@ def test_a_wiped_member_rejoins_by_state_transfer(cluster: Galera) -> None:
     assert "our position: -2" in wiped.log.read_text()
     assert stored(cluster, wiped.sql) == stored(cluster, cluster.members[0].sql)
     assert "SST" in (wiped.root / "mysqld.err").read_text()
+
+
+def test_the_backup_dumps_from_a_member_that_is_not_the_writer(
+    cluster: Galera, dist: Path, tmp_path: Path
+) -> None:
+    """The rendered snapshot script, with the backup CronJob's environment."""
+    backup = manifest(dist, "backup")
+    scripts = named(backup, "ConfigMap", "backup-scripts")["data"]
+    for name in ("snapshot.sh", "galera-writer.sh"):
+        (tmp_path / name).write_text(scripts[name])
+    cronjob = named(backup, "CronJob", "backup-mysql")
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    members = [f"galera-{i}.galera.openedx.svc.cluster.local:3306" for i in range(3)]
+    assert env["GALERA_SQL"] == " ".join(members)
+    command = [
+        str(tmp_path / "snapshot.sh") if part == "/scripts/snapshot.sh" else part
+        for part in container["command"]
+    ]
+
+    # Statement counters are each member's own: they show which member answered the dump.
+    def dumped() -> list[int]:
+        return [int(cluster.status(m, "Com_show_create_table") or 0) for m in cluster.members]
+
+    assert cluster.writer() == cluster.members[0].address
+    before = dumped()
+    ran = subprocess.run(
+        command,
+        env={
+            "PATH": os.environ["PATH"],
+            "BACKUP_ROOT": str(tmp_path / "backups"),
+            "METRICS_DIR": str(tmp_path / "metrics"),
+            "MYSQL_ROOT_PASSWORD": cluster.password,
+            "GALERA_SQL": " ".join(m.address for m in cluster.members),
+            "GALERA_CLIENT": env["GALERA_CLIENT"],
+            "GALERA_USER": env["GALERA_USER"],
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    after = dumped()
+    assert after[2] > before[2], (before, after)
+    assert after[0] == before[0] and after[1] == before[1], (before, after)
+    (snapshot,) = (tmp_path / "backups" / "mysql").iterdir()
+    assert (snapshot / "manifest.json").exists() and (snapshot / "all-databases.sql.gz").exists()

@@ -150,7 +150,10 @@ class Galera(Component):
         )
         rendered.secret_values.add(tls.key_pem)
         # Both passwords are hex (their recipes): safe inside SQL quotes.
+        # Not replicated: it runs while the bootstrapping member is alone, before it is
+        # in a Primary component; the others copy the users with their first SST.
         init = (
+            "SET SESSION wsrep_on=OFF;\n"
             f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{root}';\n"
             "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
             f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{root}';\n"

@@ -84,7 +84,9 @@ class Galera:
         # Run once by the bootstrapper's first start, as the pods' init file is.
         init = self.root / "init.sql"
         init.write_text(
-            # mariadb-install-db may have made root@127.0.0.1 already.
+            # Not replicated, as in the pods' init.sql; mariadb-install-db may have made
+            # root@127.0.0.1 already.
+            "SET SESSION wsrep_on=OFF;\n"
             "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n"
             f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{self.password}';\n"
             "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n"

@@ -164,6 +164,11 @@ class Galera:
             os.killpg(member.process.pid, signal.SIGKILL)
         member.process.wait()
 
+    def freeze(self, member: Member) -> None:
+        """SIGSTOP: its sockets stay open and nothing answers, as when a server loses power."""
+        assert member.process is not None
+        os.killpg(member.process.pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         for member in self.members:
             if member.process is not None and member.process.poll() is None:

@@ -12,6 +12,7 @@ import itertools
 import os
 import random
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -208,6 +209,61 @@ def test_the_writer_killed_under_writes_moves_them_to_member_1_and_loses_none(cl
     while cluster.writer() != first.address:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_a_frozen_writer_loses_the_writes_within_10_s_and_its_return_cuts_old_sessions(
+    cluster: Galera,
+) -> None:
+    """SIGSTOP instead of SIGKILL: no connection is refused or reset, everything times out,
+    as when the writer's server lost power. When it is back and the writer again, the
+    sessions the router forwarded to the interim writer are ended: one writer at a time."""
+    first, second, _ = cluster.members
+    assert cluster.writer() == first.address
+    with Writes(cluster) as writes:
+        writes.wait_for(20)
+        frozen_at = time.monotonic()
+        cluster.freeze(first)
+        writes.wait_for(20, seconds=60)
+    gap = writes.gap_after(frozen_at)
+    report(f"writer frozen (SIGSTOP): writes resumed on the next member after {gap:.1f}s")
+    assert gap < 10
+    assert cluster.writer() == second.address
+    assert {number for number, _ in writes.acknowledged} <= stored(cluster, second.sql)
+    session = subprocess.Popen(
+        [
+            require("mariadb", "mariadb-client"),
+            f"--defaults-extra-file={cluster.root / 'client.cnf'}",
+            "--host=127.0.0.1",
+            f"--port={cluster.router_port}",
+            "--protocol=tcp",
+            "--skip-reconnect",
+            # Each answer as it comes: batch mode buffers its output until it ends.
+            "--unbuffered",
+            "--batch",
+            "--skip-column-names",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert session.stdin is not None and session.stdout is not None
+    session.stdin.write("SELECT @@port;\n")
+    session.stdin.flush()
+    readable, _, _ = select.select([session.stdout], [], [], 15)
+    assert readable, "the session through the router did not answer"
+    assert session.stdout.readline().strip() == str(second.sql)
+    cluster.kill(first)
+    cluster.start(first)
+    cluster.wait_synced(cluster.members)
+    deadline = time.monotonic() + 15
+    while cluster.writer() != first.address:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)
+    out, err = session.communicate("SELECT @@port;\n", timeout=30)
+    assert session.returncode != 0 and out == "", (out, err)
+    assert "Lost connection" in err or "gone away" in err, err
 
 
 def test_all_killed_then_started_in_random_order_the_most_advanced_bootstraps(cluster: Galera) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from builder.cluster.component import BackupJob, Cluster, Component, Namespace, SecretSpec
+from builder.cluster.component import Cluster, Component, Namespace, SecretSpec
 from builder.cluster.flows import Flow, Pods, to_internet
 from builder.components.openedx import APPS, INIT, REINDEX
 from builder.secrets import Purpose
@@ -67,23 +67,9 @@ class OpenEdxDatastores(Component):
             *to_internet(SMTP, (25, 587), "the SMTP relay delivers mail"),
         ]
 
-    def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
-        # Each with its image's own dump tool, through the snapshot script.
-        times = {"mysql": (2, 15)}
-        credentials = {"mysql": {"MYSQL_ROOT_PASSWORD": "mysql_root_password"}}
-        return [
-            BackupJob(
-                kind=kind,
-                image=cluster.images[kind],
-                uid=999,
-                daily_at=daily_at,
-                source=Pods(NAMESPACE, kind),
-                ports=(cluster.ports[kind],),
-                command=(*SNAPSHOT, kind),
-                credentials=credentials.get(kind, {}),
-            )
-            for kind, daily_at in times.items()
-        ]
+    # No backup jobs of its own: MySQL's is the Galera component's (it dumps from a
+    # non-writer member), MongoDB's the replica set's (from a secondary); both run the
+    # snapshot script this component declares.
 
 
 COMPONENT = OpenEdxDatastores()

@@ -19,6 +19,5 @@ class KnownGap:
 
 
 KNOWN_GAPS: tuple[KnownGap, ...] = (
-    KnownGap("openedx", "mysql", "issue #19 item 2: MySQL as a three-member Galera StatefulSet"),
     KnownGap("openedx", "redis", "issue #19 item 4: Redis with Sentinel (a primary and two replicas)"),
 )

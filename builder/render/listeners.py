@@ -32,7 +32,13 @@ _UWSGI = Listener("uwsgi.ini `http = [::]:8000`; Tutor writes 0.0.0.0:8000, an I
 LISTENERS: Mapping[str, Listener] = {
     "lms": _UWSGI,
     "cms": _UWSGI,
-    "mysql": Listener("mysqld's bind-address is unset, so `*`: IPv6 and IPv4 (checked with MariaDB)", NETNS),
+    # Galera (components/galera.py); both checked with MariaDB and galera-4.
+    "galera": Listener(
+        "galera.cnf: bind-address=::, gmcast.listen_addr=tcp://[::]:4567, ist.recv_bind=[::]; "
+        "the position and SST listeners are socat TCP6-LISTEN",
+        NETNS,
+    ),
+    "mysql-router": Listener("socat TCP6-LISTEN for 3306 and the metrics", NETNS),
     "redis": Listener("redis.conf has no `bind`, so Redis binds `* -::*`", NETNS),
     "mongodb": Listener(
         "`--ipv6` beside the entrypoint's --bind_ip_all: mongod binds :: only with net.ipv6",

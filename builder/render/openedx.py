@@ -35,6 +35,9 @@ NAMESPACE = "openedx"
 SERVICE_ACCOUNT = "openedx"
 # Tutor's own web proxy: replaced by ours (caddy.yaml).
 DROPPED = frozenset({"caddy"})
+# Tutor's MySQL (Deployment, Service, PVC, all named mysql): replaced by the Galera
+# cluster and its router (components/galera.py), which Tutor's MYSQL_HOST names.
+DROPPED |= {"mysql"}
 WEB_APPS = {"lms": "lms", "cms": "cms"}
 WORKERS = {"lms-worker": "lms", "cms-worker": "cms"}
 # Tutor's datastores, kept as Tutor defines them; a later highly available setup replaces

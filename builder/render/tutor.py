@@ -60,6 +60,9 @@ def site_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
         # Our Caddy (caddy.yaml) terminates TLS; Tutor's own web proxy is not deployed.
         "ENABLE_WEB_PROXY": False,
         "K8S_NAMESPACE": openedx["namespace"],
+        # The Galera cluster's router, which forwards to its one writer (components/galera.py).
+        "MYSQL_HOST": f"mysql.{openedx['namespace']}.svc.cluster.local",
+        "MYSQL_PORT": 3306,
         # A label value, not a secret: stable per cluster, unlike Tutor's random one.
         "ID": hashlib.sha256(f"meshseed/tutor-id/{inputs['cluster']}".encode()).hexdigest()[:24],
         # Named in site.yaml (tutor_plugins), pinned in pyproject.

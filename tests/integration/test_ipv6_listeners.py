@@ -83,15 +83,21 @@ def test_redis_serves_on_ipv6(manifests: dict[str, Documents], link: Link, tmp_p
     assert link.probe(6379, "PING\\r\\nQUIT\\r\\n").startswith(b"+PONG")
 
 
-def test_the_mysql_listener_settings_serve_on_ipv6(
-    manifests: dict[str, Documents], link: Link, tmp_path: Path
-) -> None:
+def _galera_member(link: Link, tmp_path: Path, cnf: str, port: int) -> None:
+    """A one-member Galera cluster with the rendered galera.cnf's listener settings."""
     mariadbd = require("mariadbd", "mariadb-server")
     install = require("mariadb-install-db", "mariadb-server")
-    args = container(manifests, "mysql")["args"]
-    # The listener settings the build passes: none, so mysqld's default bind-address `*`.
-    listener = [arg for arg in args if arg.startswith(("--bind-address", "--port", "--skip-networking"))]
-    assert listener == []
+    provider = Path("/usr/lib/galera/libgalera_smm.so")
+    if not provider.exists():
+        require("galera-provider-missing", "galera-4")
+    settings = dict(
+        line.split("=", 1) for line in cnf.splitlines() if "=" in line and not line.startswith("#")
+    )
+    # Only the listeners: the rest of the file is Percona's (pxc_strict_mode, TLS files).
+    options = dict(
+        option.split("=", 1) for option in settings["wsrep_provider_options"].strip('"').split(";")
+    )
+    assert settings["bind-address"] == "::"
     data = tmp_path / "data"
     common = [f"--datadir={data}", "--user=root", f"--socket={tmp_path / 'mysqld.sock'}"]
     installed = subprocess.run(
@@ -101,18 +107,65 @@ def test_the_mysql_listener_settings_serve_on_ipv6(
         check=False,
     )
     assert installed.returncode == 0, installed.stderr
-    # Without grant checks the server greets any client, so the probe reads the handshake.
-    server = [
-        mariadbd,
-        "--no-defaults",
-        "--skip-grant-tables",
-        *common,
-        f"--pid-file={tmp_path / 'mysqld.pid'}",
-    ]
-    link.start([*server, *listener], cwd=tmp_path)
-    greeting = link.probe(3306, seconds=60)
+    link.start(
+        [
+            mariadbd,
+            "--no-defaults",
+            # Without grant checks any login works: the router's status query too.
+            "--skip-grant-tables",
+            *common,
+            f"--pid-file={tmp_path / 'mysqld.pid'}",
+            f"--bind-address={settings['bind-address']}",
+            f"--port={port}",
+            "--binlog-format=ROW",
+            "--wsrep-on=ON",
+            f"--wsrep-provider={provider}",
+            "--wsrep-cluster-address=gcomm://",
+            f"--wsrep-provider-options=gmcast.listen_addr={options['gmcast.listen_addr']};"
+            f"ist.recv_bind={options['ist.recv_bind']}",
+            "--wsrep-new-cluster",
+        ],
+        cwd=tmp_path,
+    )
+
+
+def test_the_galera_member_listener_settings_serve_on_ipv6(
+    manifests: dict[str, Documents], link: Link, tmp_path: Path
+) -> None:
+    cnf = config(manifests, "galera-config", "galera.cnf")
+    port = int(dict(line.split("=", 1) for line in cnf.splitlines() if line.startswith("port="))["port"])
+    _galera_member(link, tmp_path, cnf, port)
+    greeting = link.probe(port, seconds=60)
     # The server speaks first: protocol version 10, then its version string.
     assert greeting[4] == 10 and b"MariaDB" in greeting, greeting
+    # Galera replication (gmcast) accepts a connection on [::]:4567.
+    link.probe(4567, seconds=30)
+
+
+def test_the_mysql_router_serves_on_ipv6(manifests: dict[str, Documents], link: Link, tmp_path: Path) -> None:
+    require("socat", "socat")
+    cnf = config(manifests, "galera-config", "galera.cnf")
+    # The member behind the router, on loopback: the router itself takes 3306.
+    _galera_member(link, tmp_path, cnf, 3307)
+    for name in ("galera-router.sh", "galera-writer.sh", "galera-metrics.sh"):
+        (tmp_path / name).write_text(config(manifests, "galera-config", name))
+    (tmp_path / "monitor.cnf").write_text("[client]\nuser=monitor\n")
+    env = {item["name"]: item["value"] for item in container(manifests, "mysql-router")["env"]}
+    env |= {
+        "GALERA_SQL": "[::1]:3307",
+        "GALERA_CLIENT": require("mariadb", "mariadb-client"),
+        "GALERA_CLIENT_CNF": str(tmp_path / "monitor.cnf"),
+        "GALERA_WRITER": str(tmp_path / "galera-writer.sh"),
+        "GALERA_WRITER_FILE": str(tmp_path / "writer"),
+        "GALERA_METRICS": str(tmp_path / "metrics"),
+        "GALERA_METRICS_HTTP": str(tmp_path / "galera-metrics.sh"),
+    }
+    link.start(["bash", tmp_path / "galera-router.sh"], cwd=tmp_path, env=env)
+    # Through the router: the member's greeting, once the member is Synced.
+    greeting = link.probe(3306, seconds=60)
+    assert greeting[4] == 10 and b"MariaDB" in greeting, greeting
+    metrics = link.http(9104, "/metrics")
+    assert metrics.startswith(b"HTTP/1.0 200") and b"galera_writer 1" in metrics, metrics
 
 
 def test_caddy_issuer_and_edge_serve_on_ipv6(

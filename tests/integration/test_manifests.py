@@ -146,6 +146,8 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
         "CertificateExpiresSoon",
         "CertificateProbeFailing",
         "MongoDBMemberNotHealthy",
+        "GaleraClusterSizeLow",
+        "GaleraNoWriter",
     }
     config = yaml.safe_load(files["prometheus.yml"].read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}

@@ -33,7 +33,8 @@ LISTENERS: Mapping[str, Listener] = {
     "lms": _UWSGI,
     "cms": _UWSGI,
     "mysql": Listener("mysqld's bind-address is unset, so `*`: IPv6 and IPv4 (checked with MariaDB)", NETNS),
-    "redis": Listener("redis.conf has no `bind`, so Redis binds `* -::*`", NETNS),
+    "redis": Listener("haproxy.cfg `bind :::6379`, the router in front of the members", NETNS),
+    "redis-node": Listener("redis.conf and sentinel.conf `bind ::`", NETNS),
     "mongodb": Listener(
         "`--ipv6` beside the entrypoint's --bind_ip_all: mongod binds :: only with net.ipv6",
         "https://www.mongodb.com/docs/v7.0/reference/program/mongod/#std-option-mongod.--ipv6",

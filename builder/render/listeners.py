@@ -39,7 +39,8 @@ LISTENERS: Mapping[str, Listener] = {
         NETNS,
     ),
     "mysql-router": Listener("socat TCP6-LISTEN for 3306 and the metrics", NETNS),
-    "redis": Listener("redis.conf has no `bind`, so Redis binds `* -::*`", NETNS),
+    "redis": Listener("haproxy.cfg `bind :::6379`, the router in front of the members", NETNS),
+    "redis-node": Listener("redis.conf and sentinel.conf `bind ::`", NETNS),
     "mongodb": Listener(
         "`--ipv6` beside the entrypoint's --bind_ip_all: mongod binds :: only with net.ipv6",
         "https://www.mongodb.com/docs/v7.0/reference/program/mongod/#std-option-mongod.--ipv6",

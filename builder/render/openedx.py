@@ -33,18 +33,19 @@ from builder.render.tutor import TUTOR_VERSION, TutorOutput, is_image_setting
 
 NAMESPACE = "openedx"
 SERVICE_ACCOUNT = "openedx"
-# Tutor's own web proxy: replaced by ours (caddy.yaml).
-DROPPED = frozenset({"caddy"})
-# Tutor's MySQL (Deployment, Service, PVC, all named mysql): replaced by the Galera
-# cluster and its router (components/galera.py), which Tutor's MYSQL_HOST names.
-DROPPED |= {"mysql"}
+# Tutor's own web proxy: replaced by ours (caddy.yaml). Tutor's MySQL (Deployment, Service,
+# PVC, all named mysql): replaced by the Galera cluster and its router (components/galera.py),
+# which Tutor's MYSQL_HOST names. Tutor's single redis (its Deployment, Service and volume,
+# all named redis): replaced by Sentinel members and a router under the same Service name
+# (components/redis.py).
+DROPPED = frozenset({"caddy", "mysql", "redis"})
 WEB_APPS = {"lms": "lms", "cms": "cms"}
 WORKERS = {"lms-worker": "lms", "cms-worker": "cms"}
 # Tutor's datastores, kept as Tutor defines them; a later highly available setup replaces
 # openedx-datastores.yaml and points Tutor's *_HOST settings at it. A plugin's Deployment
 # counts as a datastore when it mounts a PersistentVolumeClaim; otherwise it is stateless
 # and runs one pod per server like the web apps (tutor-mfe's Caddy is one).
-DATASTORES = ("meilisearch", "mongodb", "mysql", "redis", "smtp")
+DATASTORES = ("meilisearch", "mongodb", "mysql", "smtp")
 ENV_SECRET = "openedx-env"
 INIT_SECRET = "openedx-init"
 # The images' own writable paths when the root filesystem is read-only.
@@ -52,7 +53,6 @@ SCRATCH = {
     # Uploaded files go to Garage (render/media.py), not here; media and media-private
     # stay writable because Tutor's settings create these directories when they load.
     "openedx": ("/tmp", "/openedx/data", "/openedx/media", "/openedx/media-private"),
-    "redis": ("/tmp",),
     # Caddy's data and config directories.
     "mfe": ("/tmp", "/data", "/config"),
 }
@@ -62,7 +62,6 @@ RESOURCES = {
     "meilisearch": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     "mongodb": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     "mysql": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-    "redis": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     "smtp": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
     "mfe": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "init": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},

@@ -254,3 +254,50 @@ def test_each_backup_kind_alerts_on_its_own_when_missing_or_too_old(
         },
     ]
     promtool_test(rules, cases, tmp_path)
+
+
+def test_redis_without_a_primary_alerts(manifests: dict[str, Documents], tmp_path: Path) -> None:
+    """The router's ROLE probe failing for a minute, or missing, fires; a failover that
+    ends within the minute (a probe failing for 30 s) does not."""
+    router = "redis.openedx.svc.cluster.local:6379"
+    probe = f'probe_success{{job="redis-primary",instance="{router}"}}'
+    summary = f"Redis has no primary that Open edX can reach ({router})"
+    labels = {"job": "redis-primary", "instance": router, "severity": "critical"}
+    cases = [
+        {
+            # A failover: one failed probe at 15 s intervals-ish, here one minute sample.
+            "interval": "30s",
+            "input_series": [{"series": probe, "values": "1x10 0 1x20"}],
+            "alert_rule_test": [{"eval_time": "10m", "alertname": "RedisWithoutPrimary", "exp_alerts": []}],
+        },
+        {
+            "interval": "1m",
+            "input_series": [{"series": probe, "values": "1x5 0x10"}],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "RedisWithoutPrimary", "exp_alerts": []},
+                {
+                    "eval_time": "10m",
+                    "alertname": "RedisWithoutPrimary",
+                    "exp_alerts": [{"exp_labels": labels, "exp_annotations": {"summary": summary}}],
+                },
+            ],
+        },
+        {
+            # No probe results at all: the scrape job or blackbox-exporter is gone.
+            "interval": "1m",
+            "input_series": [{"series": 'up{job="node",instance="[400::1]:9100"}', "values": "1x10"}],
+            "alert_rule_test": [
+                {
+                    "eval_time": "5m",
+                    "alertname": "RedisWithoutPrimary",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"job": "redis-primary", "severity": "critical"},
+                            "exp_annotations": {"summary": summary},
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    promtool_test(config(manifests, "prometheus-config", "alerts.yml"), cases, tmp_path)

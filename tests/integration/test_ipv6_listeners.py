@@ -70,17 +70,28 @@ def test_uwsgi_serves_the_lms_on_ipv6(manifests: dict[str, Documents], link: Lin
     assert reply.startswith(b"HTTP/1.") and reply.endswith(b"lms on ipv6"), reply
 
 
-def test_redis_serves_on_ipv6(manifests: dict[str, Documents], link: Link, tmp_path: Path) -> None:
+def test_redis_members_and_router_serve_on_ipv6(
+    manifests: dict[str, Documents], link: Link, tmp_path: Path
+) -> None:
     redis = require("redis-server", "redis-server")
-    conf = tmp_path / "redis.conf"
-    conf.write_text(host_paths(config(manifests, "redis-config", "redis.conf"), tmp_path, "/openedx"))
-    (tmp_path / "openedx" / "redis" / "data").mkdir(parents=True)
-    args = container(manifests, "redis")["args"]
-    assert args == ["redis-server", "/openedx/redis/config/redis.conf"]
-    # The official image builds Redis with protected mode off by default (its Dockerfile
-    # patches config.c); Debian's build has it on, so say it here as the image does.
-    link.start([redis, conf, "--protected-mode", "no"], cwd=tmp_path)
+    sentinel = require("redis-sentinel", "redis-sentinel")
+    haproxy = require("haproxy", "haproxy")
+    member = config(manifests, "redis-node-config", "redis.conf")
+    # What redis-start.sh and sentinel-start.sh append, for a primary.
+    (tmp_path / "redis.conf").write_text(f"{member}\nport 6379\ndir {tmp_path}\n")
+    link.start([redis, tmp_path / "redis.conf"], cwd=tmp_path)
     assert link.probe(6379, "PING\\r\\nQUIT\\r\\n").startswith(b"+PONG")
+    sentinel_conf = config(manifests, "redis-node-config", "sentinel.conf")
+    (tmp_path / "sentinel.conf").write_text(
+        f"port 26379\n{sentinel_conf}\nsentinel monitor openedx ::1 6379 2\n"
+    )
+    link.start([sentinel, tmp_path / "sentinel.conf"], cwd=tmp_path)
+    assert link.probe(26379, "PING\\r\\nQUIT\\r\\n").startswith(b"+PONG")
+    router = config(manifests, "redis-router-config", "haproxy.cfg")
+    # Its port is taken here by the member; the router listens the same way on another.
+    (tmp_path / "haproxy.cfg").write_text(router.replace("bind :::6379", "bind :::6380"))
+    link.start([haproxy, "-db", "-f", tmp_path / "haproxy.cfg"], cwd=tmp_path)
+    link.probe(6380)  # connects: the frontend is on IPv6
 
 
 def _galera_member(link: Link, tmp_path: Path, cnf: str, port: int) -> None:

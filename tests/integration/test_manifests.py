@@ -148,10 +148,20 @@ def test_prometheus_config_and_rules_pass_promtool(example: Path, tmp_path: Path
         "MongoDBMemberNotHealthy",
         "GaleraClusterSizeLow",
         "GaleraNoWriter",
+        "RedisWithoutPrimary",
     }
     config = yaml.safe_load(files["prometheus.yml"].read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert {"node", "k3s-apiserver", "k3s-kubelet", "couchdb", "caddy", "prometheus", "alertmanager"} <= jobs
+    assert {
+        "node",
+        "k3s-apiserver",
+        "k3s-kubelet",
+        "couchdb",
+        "caddy",
+        "prometheus",
+        "alertmanager",
+        "redis-primary",
+    } <= jobs
     # Alerts go somewhere, and the kubelets' certificates are verified.
     (alertmanagers,) = config["alerting"]["alertmanagers"]
     assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager.monitoring.svc.cluster.local:9093"]

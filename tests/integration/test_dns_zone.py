@@ -30,7 +30,7 @@ def test_zone_scales_with_the_servers_and_passes_named_checkzone(
     lms = [address for name, _, _, address in records if name == "lms"]
     assert lms == [f"2001:db8:{n:x}::1" for n in range(1, servers + 1)]
     # Every host a browser is sent to is round-robin over the servers.
-    browser = ("studio", "apps.lms", "preview.lms", "meilisearch.lms")
+    browser = ("studio", "apps.lms", "preview.lms", "meilisearch.lms", "files.lms")
     for host in browser:
         assert [address for name, _, _, address in records if name == host] == lms, host
     nodes = {name for name, *_ in records} - {"lms", *browser}

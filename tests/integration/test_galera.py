@@ -353,6 +353,11 @@ def test_the_backup_dumps_from_a_member_that_is_not_the_writer(
     def dumped() -> list[int]:
         return [int(cluster.status(m, "Com_show_create_table") or 0) for m in cluster.members]
 
+    # The cluster is shared with the failover tests before this one: member 0 may still be
+    # rejoining, and the writer moves back to it once it is Synced.
+    deadline = time.monotonic() + 120
+    while cluster.writer() != cluster.members[0].address and time.monotonic() < deadline:
+        time.sleep(1)
     assert cluster.writer() == cluster.members[0].address
     before = dumped()
     ran = subprocess.run(

@@ -16,9 +16,8 @@ from tests.pinned import write_test_lock
 Documents = list[dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Documents]:
-    root = tmp_path_factory.mktemp("listeners")
+def build_example(root: Path) -> Path:
+    """The example site, pinned with test values and built under `root`: its dist/."""
     key = root / "master.key"
     key.write_bytes(TEST_MASTER_KEY)
     key.chmod(0o600)
@@ -26,10 +25,18 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Documents]:
     write_test_lock(root)
     result = meshseed("build", cwd=root, master_key=key)
     assert result.returncode == 0, result.stderr
-    return {
-        path.stem: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-        for path in (root / "dist" / "manifests").glob("*.yaml")
-    }
+    return root / "dist"
+
+
+def read_manifest(dist: Path, name: str) -> Documents:
+    """The documents of dist/manifests/<name>.yaml."""
+    return [doc for doc in yaml.safe_load_all((dist / "manifests" / f"{name}.yaml").read_text()) if doc]
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Documents]:
+    dist = build_example(tmp_path_factory.mktemp("listeners"))
+    return {path.stem: read_manifest(dist, path.stem) for path in (dist / "manifests").glob("*.yaml")}
 
 
 def every(manifests: dict[str, Documents]) -> Documents:

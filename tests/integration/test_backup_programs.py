@@ -19,12 +19,9 @@ import yaml
 
 from builder.cluster.component import BACKUP_PATH, METRICS_PATH
 from tests.backup.couchdb_fixtures import agent
-from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
-from tests.integration.cli import meshseed
-from tests.integration.generated import kubelet_args
+from tests.integration.generated import build_example, kubelet_args, named, read_manifest
 from tests.integration.mariadb import MariaDB, mariadb
 from tests.integration.netns import Link, link
-from tests.pinned import write_test_lock
 from tests.tools import require
 
 __all__ = ["link"]  # a fixture
@@ -34,24 +31,7 @@ TRAILER = b"-- Dump completed"
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("backup-programs")
-    key = root / "master.key"
-    key.write_bytes(TEST_MASTER_KEY)
-    key.chmod(0o600)
-    (root / "site.yaml").write_text(EXAMPLE_SITE.read_text())
-    write_test_lock(root)
-    result = meshseed("build", cwd=root, master_key=key)
-    assert result.returncode == 0, result.stderr
-    return root / "dist"
-
-
-def documents(dist: Path, name: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all((dist / "manifests" / f"{name}.yaml").read_text()) if doc]
-
-
-def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    return found
+    return build_example(tmp_path_factory.mktemp("backup-programs"))
 
 
 def pod(workload: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +44,7 @@ class Snapshot:
     """The rendered snapshot script, pointed at a local server, run as its CronJob runs it."""
 
     def __init__(self, dist: Path, tmp_path: Path, server: MariaDB, *, connect_seconds: int = 60) -> None:
-        backup = documents(dist, "backup")
+        backup = read_manifest(dist, "backup")
         script = named(backup, "ConfigMap", "backup-scripts")["data"]["snapshot.sh"]
         assert "connect_seconds=60\n" in script
         local = {
@@ -239,7 +219,7 @@ def test_node_exporter_as_nobody_reads_the_backup_metrics_under_the_seed_modes(
         snapshot.env.update(BACKUP_ROOT=str(snapshot.backups), METRICS_DIR=str(snapshot.metrics))
         result = snapshot.run()
     assert result.returncode == 0, result.stderr
-    monitoring = documents(dist, "monitoring")
+    monitoring = read_manifest(dist, "monitoring")
     # Only the backup node's node-exporter has the textfile collector.
     backup = pod(named(monitoring, "DaemonSet", "node-exporter-backup"))
     assert backup["nodeSelector"] == {"meshseed/role": "backup"}
@@ -268,7 +248,7 @@ def test_node_exporter_as_nobody_reads_the_backup_metrics_under_the_seed_modes(
 
 
 def test_node_exporter_elsewhere_has_no_textfile_collector(dist: Path, link: Link, host_root: Path) -> None:
-    monitoring = documents(dist, "monitoring")
+    monitoring = read_manifest(dist, "monitoring")
     others = pod(named(monitoring, "DaemonSet", "node-exporter"))
     terms = others["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"] == [
@@ -303,7 +283,7 @@ MONGODUMP = {
 def test_a_mongodb_snapshot_is_kept_only_when_mongodump_succeeded_with_an_archive(
     dist: Path, tmp_path: Path, case: str
 ) -> None:
-    backup = documents(dist, "backup")
+    backup = read_manifest(dist, "backup")
     script = tmp_path / "snapshot.sh"
     script.write_text(named(backup, "ConfigMap", "backup-scripts")["data"]["snapshot.sh"])
     (container,) = pod(named(backup, "CronJob", "backup-mongodb"))["containers"]

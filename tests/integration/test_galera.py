@@ -20,15 +20,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
-from tests.integration.cli import meshseed
 from tests.integration.galera_cluster import Galera, galera
-from tests.pinned import write_test_lock
+from tests.integration.generated import build_example, named, read_manifest
 from tests.tools import require
 
 SCRIPTS = ("galera-start.sh", "galera-writer.sh", "galera-router.sh", "galera-metrics.sh")
@@ -44,24 +40,7 @@ def report(line: str) -> None:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example site's build: the scripts come from its manifests, as the pods get them."""
-    root = tmp_path_factory.mktemp("galera-build")
-    key = root / "master.key"
-    key.write_bytes(TEST_MASTER_KEY)
-    key.chmod(0o600)
-    (root / "site.yaml").write_text(EXAMPLE_SITE.read_text())
-    write_test_lock(root)
-    result = meshseed("build", cwd=root, master_key=key)
-    assert result.returncode == 0, result.stderr
-    return root / "dist"
-
-
-def manifest(dist: Path, name: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all((dist / "manifests" / f"{name}.yaml").read_text()) if doc]
-
-
-def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    return found
+    return build_example(tmp_path_factory.mktemp("galera-build"))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +48,7 @@ def cluster(dist: Path) -> Iterator[Galera]:
     # Not under pytest's tmp_path: its parent is private to root, and the members run as mysql.
     root = Path(tempfile.mkdtemp(prefix="galera-"))
     root.chmod(0o755)
-    config = named(manifest(dist, "galera"), "ConfigMap", "galera-config")["data"]
+    config = named(read_manifest(dist, "galera"), "ConfigMap", "galera-config")["data"]
     scripts = {name: config[name] for name in SCRIPTS}
     try:
         with galera(root, scripts, secrets.token_hex(16)) as running:
@@ -335,7 +314,7 @@ def test_the_backup_dumps_from_a_member_that_is_not_the_writer(
     cluster: Galera, dist: Path, tmp_path: Path
 ) -> None:
     """The rendered snapshot script, with the backup CronJob's environment."""
-    backup = manifest(dist, "backup")
+    backup = read_manifest(dist, "backup")
     scripts = named(backup, "ConfigMap", "backup-scripts")["data"]
     for name in ("snapshot.sh", "galera-writer.sh"):
         (tmp_path / name).write_text(scripts[name])

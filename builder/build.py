@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from builder.lock import DEFAULT_LOCK, DEFAULT_UPSTREAM, Lock, LockFiles, Upstre
 from builder.manifests.derivation import BACKUP_IMAGE, missing_images
 from builder.plan import BuildSettings, pinned_images, plan
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
-from builder.site import Site, load_site
+from builder.site import Role, Site, load_site
 from builder.store.check import Checked, check_store
 from builder.store.derivation import Derivation
 from builder.store.progress import SilentProgress
@@ -123,13 +123,15 @@ def load(request: Request) -> Loaded:
     warnings = (
         site.warnings
         + (() if settings.pins is not None else (NO_PINS_WARNING,))
-        + manifest_warnings(settings.pins)
+        + manifest_warnings(site, settings.pins, {spec.name for spec in images.specs} if images else set())
     )
     store = Store(request.store or site_store(site))
     return Loaded(site, closure(plan(site, settings)), store, warnings)
 
 
-def manifest_warnings(pins: Lock | None) -> tuple[str, ...]:
+def manifest_warnings(site: Site, pins: Lock | None, own: Collection[str]) -> tuple[str, ...]:
+    """What the manifests leave out: all of them without the upstream pins, and the jobs of
+    our backup agent when this build does not make its image (`own`: the images it makes)."""
     images = pinned_images(pins)
     missing = missing_images(images)
     if missing:
@@ -137,10 +139,10 @@ def manifest_warnings(pins: Lock | None) -> tuple[str, ...]:
             f"images.lock pins no {', '.join(missing)} image yet, so dist/manifests is not made; "
             "run `meshseed lock` where the registries are reachable",
         )
-    if BACKUP_IMAGE not in images:
+    if site.with_role(Role.BACKUP) and BACKUP_IMAGE not in own:
         return (
-            "images.lock pins no backup image yet, so the CouchDB backup CronJob is left out "
-            "(the MySQL and MongoDB ones use their upstream images)",
+            "without --images the build makes no backup image, so the CouchDB backup and rotation "
+            "CronJobs are left out (the MySQL and MongoDB ones use their upstream images)",
         )
     return ()
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.det.jsonfmt import canonical_json
+from builder.images.archive import own_archive_derivation
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import EMPTY_LOCK, Lock
 from builder.manifests import registry
-from builder.manifests.derivation import manifests_derivation, missing_images
+from builder.manifests.derivation import manifests_derivation, missing_images, own_stand_ins
 from builder.render.dns import zone_derivation
 from builder.render.node import NodePlan, check_downloads, mesh_derivation
 from builder.render.payload import payload_derivation
@@ -47,6 +48,12 @@ def build_nodes_json(ctx: BuildContext) -> None:
     ctx.write("nodes.json", canonical_json(node_records(ctx.inputs["nodes"], ctx.secrets)))
 
 
+def node_plan_of(site: Site, settings: BuildSettings) -> NodePlan:
+    return NodePlan(
+        {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
+    )
+
+
 def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     """Every derivation of the site, sorted by name."""
     derivations = [
@@ -58,9 +65,11 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
             dist_path=".",
         )
     ]
-    node_plan = NodePlan(
-        {node.name: mycelium_identity(settings.deriver, node.name) for node in site.nodes}, site.servers[0]
-    )
+    node_plan = node_plan_of(site, settings)
+    own = own_image_derivations(settings)
+    derivations += own.values()
+    archives = _own_image_archives(site, settings, node_plan, own)
+    derivations += archives.values()
     bundles: dict[str, Derivation] = {}
     if settings.airgap is not None:
         from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
@@ -73,18 +82,17 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
         if settings.pins is not None:
             for role in sorted({node.role.value for node in site.nodes}):
                 nodes = [node.name for node in site.nodes if node.role.value == role]
-                bundle = bundles.get(role)
-                derivations.append(payload_derivation(role, nodes, airgap.binaries, bundle, settings.epoch))
+                own_archive = archives.get(role)
+                payload = payload_derivation(
+                    role, nodes, airgap.binaries, bundles.get(role), settings.epoch, archive=own_archive
+                )
+                derivations.append(payload)
     mesh = mesh_derivation(site, node_plan)
     if settings.pins is not None:
         if settings.airgap is None:
             check_downloads(site)
         derivations.append(mesh)
-    if settings.images is not None:
-        from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
-
-        derivations.extend(plan_images(settings.images, settings.lock.debian, settings.epoch))
-    manifests = plan_manifests(site, settings, node_plan)
+    manifests = plan_manifests(site, settings, node_plan, own)
     if manifests is not None:
         derivations.append(manifests)
     for node in site.nodes:
@@ -100,11 +108,51 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
                 bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
                 mesh=mesh,
                 manifests=manifests,
+                archive=archives.get(node.role.value),
             )
         )
     if site.nameservers:
         derivations.append(zone_derivation(site, settings.epoch))
     return sorted(derivations, key=lambda d: d.name)
+
+
+def own_image_derivations(settings: BuildSettings) -> dict[str, Derivation]:
+    """Our images (images/<name>/) by name, when the build makes them (--images)."""
+    if settings.images is None:
+        return {}
+    from builder.images.plan import plan_images  # noqa: PLC0415 - httpx loads only when fetching
+
+    return plan_images(settings.images, settings.lock.debian, settings.epoch)
+
+
+def own_image_archives(site: Site, settings: BuildSettings) -> dict[str, Derivation]:
+    """Node role -> the archive of our images its workloads run (`own-images-<role>`, one
+    file `<role>-own.tar`), for k3s to import from /var/lib/rancher/k3s/agent/images/.
+    The same derivations `plan` holds. A role whose workloads run none of our images has
+    none, and so does every role of a build without --images or without the upstream pins
+    (no manifests, so nothing runs them)."""
+    return _own_image_archives(site, settings, node_plan_of(site, settings), own_image_derivations(settings))
+
+
+def _own_image_archives(
+    site: Site, settings: BuildSettings, node_plan: NodePlan, own: dict[str, Derivation]
+) -> dict[str, Derivation]:
+    if not own:
+        return {}
+    images = pinned_images(settings.pins)
+    if missing_images(images):
+        return {}
+    gathered = registry.gather(
+        site, _overlays(node_plan), images, tutor_images(settings.pins), own_stand_ins(own)
+    )
+    placement = registry.image_roles(gathered)
+    roles = sorted({node.role for node in site.nodes}, key=lambda role: role.value)
+    archives = {}
+    for role in roles:
+        wanted = [own[name] for name in sorted(own) if role in placement.get(name, frozenset())]
+        if wanted:
+            archives[role.value] = own_archive_derivation(role.value, wanted, settings.epoch)
+    return archives
 
 
 def pinned_images(lock: Lock | None) -> dict[str, str]:
@@ -128,8 +176,11 @@ def image_placement(site: Site, settings: BuildSettings, node_plan: NodePlan) ->
     }
 
 
-def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> Derivation | None:
-    """The manifests, once images.lock pins every image they run."""
+def plan_manifests(
+    site: Site, settings: BuildSettings, node_plan: NodePlan, own: dict[str, Derivation] | None = None
+) -> Derivation | None:
+    """The manifests, once images.lock pins every image they run; `own`: our images this
+    build makes, by name."""
     images = pinned_images(settings.pins)
     if missing_images(images):
         return None
@@ -139,6 +190,7 @@ def plan_manifests(site: Site, settings: BuildSettings, node_plan: NodePlan) -> 
         images=images,
         deriver=settings.deriver,
         tutor_images=tutor_images(settings.pins),
+        own_images=own,
     )
 
 

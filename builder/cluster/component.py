@@ -22,8 +22,8 @@ from builder.resources import manifest_templates
 from builder.secrets import RECIPES, Purpose, Recipe, SecretDeriver
 from builder.site import Role, Site
 
-# Our backup agent's image, once `meshseed publish` has pinned it in images.lock; the
-# backup jobs that need it are left out until then.
+# Our backup agent's image (images/backup/), which `meshseed build --images` builds and
+# carries to the backup node itself; the backup jobs that need it are left out without it.
 BACKUP_IMAGE = "backup"
 # Where the backup node keeps them, on its own disk (node-setup makes the folder). Its
 # parent /var/lib/meshseed is private (0700).
@@ -99,12 +99,15 @@ class Cluster:
     site: Site
     overlays: Mapping[str, str]
     networks: ClusterNetworks
-    # Upstream name -> pinned reference; our own backup image only once it is pinned.
+    # Upstream name -> pinned reference.
     images: Mapping[str, str]
     ports: Mapping[str, int]
     # Tutor setting -> {"reference": by tag, "pinned": by digest}, for the images that
     # images/upstream.yaml marks as filling a Tutor setting (`tutor:`).
     tutor_images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Our images this build makes (--images): name -> reference, a stand-in until the
+    # manifests' build puts in its digest (builder/images/reference.py).
+    own_images: Mapping[str, str] = field(default_factory=dict)
     # Every backup job the components declare, when the site has a backup node, and the
     # scripts they run (ConfigMap key -> rendered file).
     backup_jobs: tuple[BackupJob, ...] = ()
@@ -126,6 +129,9 @@ class Component:
     images: ClassVar[tuple[str, ...]] = ()
     # Images it runs if images.lock pins them, and otherwise leaves out (with a warning).
     optional_images: ClassVar[tuple[str, ...]] = ()
+    # Our images (images/<name>/) it runs when the build makes them (--images), and
+    # otherwise leaves out (with a warning); pods run them with OWN_PULL_POLICY.
+    own_images: ClassVar[tuple[str, ...]] = ()
     namespaces: ClassVar[tuple[Namespace, ...]] = ()
     ports: ClassVar[Mapping[str, int]] = {}
     # Template context name -> the secret; they are available to every template as

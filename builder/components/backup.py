@@ -14,6 +14,7 @@ from builder.cluster.component import (
     Namespace,
 )
 from builder.cluster.flows import Flow, Pods
+from builder.images.reference import OWN_PULL_POLICY, is_own
 from builder.site import Role
 
 NAMESPACE = "backup"
@@ -22,7 +23,7 @@ BACKUP_GROUP = 1000
 
 class Backup(Component):
     name = "backup"
-    optional_images = (BACKUP_IMAGE,)
+    own_images = (BACKUP_IMAGE,)
     namespaces = (Namespace(NAMESPACE, restricted=True),)
     manifests = ("backup", "backup-secrets")
     alert_rules = "alerts.yml.j2"
@@ -35,6 +36,7 @@ class Backup(Component):
             {
                 "kind": job.kind,
                 "image": job.image,
+                "pull_policy": _pull_policy(job.image),
                 "uid": job.uid,
                 "schedule": job.schedule,
                 "command": list(job.command),
@@ -67,8 +69,8 @@ class Backup(Component):
         }
 
     def image_roles(self, cluster: Cluster) -> dict[str, frozenset[Role]]:
-        # The rotation, once our image is pinned; the jobs' images come from backup_jobs().
-        return {BACKUP_IMAGE: frozenset({Role.BACKUP})} if BACKUP_IMAGE in cluster.images else {}
+        # The rotation, when the build makes our image; the jobs' images come from backup_jobs().
+        return {BACKUP_IMAGE: frozenset({Role.BACKUP})} if BACKUP_IMAGE in cluster.own_images else {}
 
     def flows(self, cluster: Cluster) -> list[Flow]:
         return [
@@ -80,15 +82,21 @@ def _secret_key(name: str) -> str:
     return name.replace("_", "-")
 
 
+def _pull_policy(image: str) -> str | None:
+    """Never for our images, which come with the node's media; upstream ones keep the default."""
+    return OWN_PULL_POLICY if is_own(image) else None
+
+
 def _rotation(cluster: Cluster, kinds: list[str]) -> dict[str, Any] | None:
-    """The daily rotation of every kind's snapshots, by our backup agent once it is pinned."""
-    image = cluster.images.get(BACKUP_IMAGE)
+    """The daily rotation of every kind's snapshots, by our backup agent when the build makes it."""
+    image = cluster.own_images.get(BACKUP_IMAGE)
     if image is None:
         return None
     retention = cluster.site.backups.retention
     return {
         "kind": "rotate",
         "image": image,
+        "pull_policy": _pull_policy(image),
         "uid": 1000,
         "schedule": "30 4 * * *",
         "command": [],

@@ -28,7 +28,7 @@ SETUP = Pods(NAMESPACE, "couchdb-setup")
 class CouchDB(Component):
     name = "couchdb"
     images = ("couchdb",)
-    optional_images = (BACKUP_IMAGE,)
+    own_images = (BACKUP_IMAGE,)
     namespaces = (Namespace(NAMESPACE, restricted=True),)
     ports: ClassVar[Mapping[str, int]] = {
         "couchdb": 5984,
@@ -81,7 +81,7 @@ class CouchDB(Component):
         return [Scrape(MEMBERS, (cluster.ports["couchdb_metrics"],))]
 
     def backup_jobs(self, cluster: Cluster) -> list[BackupJob]:
-        image = cluster.images.get(BACKUP_IMAGE)
+        image = cluster.own_images.get(BACKUP_IMAGE)
         if image is None:
             return []
         return [

@@ -15,7 +15,7 @@ from typing import Any
 
 from builder.det.jsonfmt import compact_json
 from builder.errors import MeshseedError
-from builder.images.debian_image import IMAGE_NAMESPACE
+from builder.images.reference import IMAGE_NAMESPACE
 from builder.images.spec import ImageSpec, source_files
 from builder.oci.media import CONTAINERD_NAME, OCI_REF_NAME
 from builder.store.derivation import BuildContext, Derivation

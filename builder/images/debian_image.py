@@ -23,12 +23,11 @@ from builder.det.jsonfmt import canonical_json
 from builder.det.tarfmt import tar_info
 from builder.digest import parse_digest
 from builder.errors import MeshseedError
+from builder.images.reference import IMAGE_NAMESPACE
 from builder.images.spec import ImageSpec, source_files
 from builder.oci.image import ImageWriter
 from builder.store.derivation import BuildContext, Derivation
 from builder.store.tree import file_sha256
-
-IMAGE_NAMESPACE = "meshseed.local"
 
 
 def _config(spec: ImageSpec) -> dict[str, Any]:

@@ -21,8 +21,9 @@ class OwnImages:
     upstream: dict[str, Derivation]
 
 
-def plan_images(settings: OwnImages, debian: dict[str, PinnedClosure], epoch: int) -> list[Derivation]:
-    """`debian` holds images.lock's pinned closures of our Debian images, by image name."""
+def plan_images(settings: OwnImages, debian: dict[str, PinnedClosure], epoch: int) -> dict[str, Derivation]:
+    """Each image's derivation, by image name; `debian` holds images.lock's pinned closures
+    of our Debian images, by image name."""
     built: dict[str, Derivation] = {}
     pending = {spec.name: spec for spec in settings.specs}
     while pending:
@@ -41,4 +42,4 @@ def plan_images(settings: OwnImages, debian: dict[str, PinnedClosure], epoch: in
             else:
                 bases = {**settings.upstream, **built}
                 built[spec.name] = containerfile_derivation(spec, bases, epoch)
-    return list(built.values())
+    return dict(sorted(built.items()))

@@ -133,6 +133,13 @@ def image_specs(images_dir: Path = IMAGES_DIR) -> list[ImageSpec]:
     return [load_image_spec(path.parent) for path in sorted(images_dir.glob(f"*/{SPEC_FILE}"))]
 
 
+def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
+    """The names of our images (their folders), without reading their image.yaml."""
+    if not images_dir.is_dir():
+        return []
+    return sorted(path.parent.name for path in images_dir.glob(f"*/{SPEC_FILE}"))
+
+
 def source_files(spec: ImageSpec) -> dict[str, Path]:
     """Every file the image is built from, by path relative to its folder."""
     # A Containerfile may COPY anything in its folder, its build context.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.errors import MeshseedError, Problem
+from builder.errors import MeshseedError, Problem, bad_input
 from builder.images.spec import Backend, ImageSpec
 from builder.lock.model import Lock
 from builder.lock.upstream import REQUIRED_PLATFORM, Upstream
@@ -71,6 +71,18 @@ def check_debian(specs: list[ImageSpec], lock: Lock, lock_path: Path) -> list[Pr
                 )
             )
     return problems
+
+
+def check_own_names(upstream: Upstream, ours: list[str], upstream_path: Path) -> None:
+    """Refuse an upstream image named like one we build: our images reach the nodes with
+    the build itself, and the manifests would not know which of the two is meant."""
+    for image in upstream.images:
+        if image.name in ours:
+            raise bad_input(
+                f"{upstream_path}: images: {image.name}: is the name of our own image "
+                f"(images/{image.name}/), which `meshseed build --images` builds and carries to the nodes",
+                hint="remove the entry from upstream.yaml and run `meshseed lock`",
+            )
 
 
 def stale_lock_error(problems: list[Problem], lock_path: Path) -> MeshseedError:

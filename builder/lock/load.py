@@ -11,8 +11,8 @@ from enum import Enum
 from pathlib import Path
 
 from builder.errors import Problem
-from builder.images.spec import IMAGES_DIR, image_specs
-from builder.lock.check import check_debian, check_lock, stale_lock_error
+from builder.images.spec import IMAGES_DIR, image_names, image_specs
+from builder.lock.check import check_debian, check_lock, check_own_names, stale_lock_error
 from builder.lock.file import read_lock
 from builder.lock.model import DEFAULT_LOCK, EMPTY_LOCK, Lock
 from builder.lock.upstream import DEFAULT_UPSTREAM, load_upstream
@@ -47,7 +47,9 @@ def load_lock(files: LockFiles, *, upstream: UpstreamPart, debian: bool = False)
     lock = read_lock(files.lock)
     problems: list[Problem] = []
     if upstream is UpstreamPart.REQUIRED or (upstream is UpstreamPart.IF_PINNED and lock.pins_upstream):
-        problems += check_lock(load_upstream(files.upstream), lock, files.lock)
+        described = load_upstream(files.upstream)
+        check_own_names(described, image_names(files.images_dir), files.upstream)
+        problems += check_lock(described, lock, files.lock)
     if debian:
         problems += check_debian(image_specs(files.images_dir), lock, files.lock)
     if problems:

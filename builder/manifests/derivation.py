@@ -4,6 +4,8 @@ The manifests are what the registered cluster components (builder/components/) d
 their templates under cloud-init/manifests/<component>/ and, for Open edX, Tutor's
 render. Every file is parsed back and re-written by the deterministic YAML writer, after
 checks that no image is named by tag and that no secret sits outside a *-secrets.yaml file.
+Our own images that the components run are dependencies: their digests are read from the
+built layouts (builder/images/reference.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from builder.cluster.component import BACKUP_IMAGE, BACKUP_PATH, Component, Rend
 from builder.cluster.k8s import SERVER_SELECTOR, Document, container_security, pod_security
 from builder.det.yamlfmt import FAST_LOADER, dump_documents
 from builder.errors import MeshseedError
+from builder.images.reference import built_reference, holds_stand_in, resolve, stand_in
 from builder.manifests import registry
 from builder.render.manifest_rules import SECRET_SUFFIX, check_manifest
 from builder.render.templates import environment, render
@@ -60,16 +63,30 @@ def manifests_derivation(
     images: Mapping[str, str],
     deriver: SecretDeriver,
     tutor_images: Mapping[str, Mapping[str, str]] | None = None,
+    own_images: Mapping[str, Derivation] | None = None,
 ) -> Derivation:
-    gathered = registry.gather(site, overlays, images, tutor_images)
+    """`own_images`: the derivations of our images this build makes, by image name."""
+    built = own_images or {}
+    gathered = registry.gather(site, overlays, images, tutor_images, own_stand_ins(built))
+    used = sorted({name for c in gathered.components for name in c.own_images if name in built})
     return Derivation(
         name="manifests",
         build=build_manifests,
-        inputs=manifests_inputs(site, overlays, images, gathered),
+        inputs={
+            **manifests_inputs(site, overlays, images, gathered),
+            # Stand-in -> the derivation whose output holds the image, and its digest.
+            "built_images": {stand_in(name): built[name].name for name in used},
+        },
+        deps=tuple(built[name] for name in used),
         sources=gathered.template_sources(),
         secrets=deriver,
         dist_path="manifests",
     )
+
+
+def own_stand_ins(built: Mapping[str, Derivation]) -> dict[str, str]:
+    """Our images as the plan names them, before they are built."""
+    return {name: stand_in(name) for name in sorted(built)}
 
 
 def _origin(component: Component, template: str) -> str:
@@ -80,7 +97,8 @@ def _origin(component: Component, template: str) -> str:
 
 
 def build_manifests(ctx: BuildContext) -> None:
-    inputs = ctx.inputs
+    references = {stand: built_reference(ctx.dep(dep)) for stand, dep in ctx.inputs["built_images"].items()}
+    inputs = resolve({key: value for key, value in ctx.inputs.items() if key != "built_images"}, references)
     components = registry.by_name(inputs["components"])
     env = environment(tuple((name, ctx.source(name).decode()) for name in sorted(ctx.derivation.sources)))
     secrets = {
@@ -132,6 +150,8 @@ def build_manifests(ctx: BuildContext) -> None:
     secret_texts = sorted({*secrets.values(), *rendering.secret_values})
     texts = {name: dump_documents(documents[name]) for name in sorted(documents)}
     for name, text in texts.items():
+        if holds_stand_in(text):
+            raise MeshseedError(f"manifests/{name}.yaml: names an image of ours by a stand-in, not a digest")
         check_manifest(name, documents[name], text, secret_texts)
     for component in components:
         component.check(rendering, texts)

@@ -65,6 +65,11 @@ def required_images() -> tuple[str, ...]:
     return tuple(sorted({name for component in components() for name in component.images}))
 
 
+def wanted_own_images() -> tuple[str, ...]:
+    """Our images some component runs when the build makes them."""
+    return tuple(sorted({name for component in components() for name in component.own_images}))
+
+
 def secret_recipes() -> dict[str, Recipe]:
     """Every secret `meshseed secret` can print: the built-in purposes and the components'."""
     return _one_owner(
@@ -122,10 +127,13 @@ def gather(
     overlays: Mapping[str, str],
     images: Mapping[str, str],
     tutor_images: Mapping[str, Mapping[str, str]] | None = None,
+    own_images: Mapping[str, str] | None = None,
 ) -> Gathered:
+    """`images`: upstream name -> pinned reference; `own_images`: ours -> stand-in."""
     everything = components()
     networks = cluster_networks(site.cluster)
-    base = Cluster(site, overlays, networks, images, ports(), tutor_images=tutor_images or {})
+    own = dict(own_images or {})
+    base = Cluster(site, overlays, networks, images, ports(), tutor_images=tutor_images or {}, own_images=own)
     enabled = tuple(component for component in everything if component.enabled(base))
     namespaces = _one_owner(
         "namespace",
@@ -160,7 +168,7 @@ def image_roles(gathered: Gathered) -> dict[str, frozenset[Role]]:
     """Image name -> the node roles its workloads are scheduled on, from every enabled
     component's declarations and the backup jobs (which run on the backup node)."""
     cluster = gathered.cluster
-    by_reference = {reference: name for name, reference in cluster.images.items()}
+    by_reference = {reference: name for name, reference in {**cluster.images, **cluster.own_images}.items()}
     claims: dict[str, set[Role]] = {}
     for component in gathered.components:
         for name, roles in component.image_roles(cluster).items():
@@ -202,5 +210,9 @@ def public_inputs(gathered: Gathered) -> dict[str, Any]:
 
 # The site's values every template sees (render/manifests.py).
 RESERVED = frozenset(
-    {"cluster", "domain", "lms_host", "studio_host", "images", "nodes", "servers", "files", "secrets"}
+    {
+        *("cluster", "domain", "lms_host", "studio_host", "images", "nodes", "servers", "files", "secrets"),
+        # Our images' stand-ins, taken out of the inputs before anything renders.
+        "built_images",
+    }
 )

@@ -10,7 +10,7 @@ import yaml
 
 from builder.cluster.component import BACKUP_PATH, METRICS_PATH
 from builder.det.compress import gzip_bytes
-from builder.det.iso9660 import IsoFile, write_iso
+from builder.det.iso9660 import IsoFile, write_iso_to
 from builder.det.yamlfmt import dump_yaml, load_yaml
 from builder.errors import MeshseedError
 from builder.lock import Lock
@@ -48,6 +48,9 @@ HELPERS = {
     "firewall_service": "firewall.service",
 }
 SEED_LABEL = "cidata"
+# Where node-setup takes the archive of our images from (its `place` function's FROM).
+ARCHIVE_ON_PAYLOAD = "payload"
+ARCHIVE_ON_SEED = "seed"
 # user-data carries the node's secrets; the ISO holds user-data.
 PRIVATE_FILES = frozenset({"user-data", "seed.iso"})
 
@@ -64,13 +67,18 @@ def seed_derivation(
     bundle: Derivation | None,
     mesh: Derivation,
     manifests: Derivation | None = None,
+    archive: Derivation | None = None,
 ) -> Derivation:
-    """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster."""
+    """A seed; with a lock that pins k3s and Mycelium, one that also joins the cluster.
+    `archive`: the archive of our images the node's role runs, which node-setup puts where
+    k3s imports it: from the payload disk with `bundle` (air gap), else from the seed disk,
+    which then carries it."""
     inputs = base_inputs(site, node, epoch)
     inputs["backup_path"] = BACKUP_PATH if node.role is Role.BACKUP else None
     inputs["metrics_path"] = METRICS_PATH if node.role is Role.BACKUP else None
     # Every server applies the same manifests; agents and the backup node apply none.
     carried = manifests if lock is not None and node.role is Role.SERVER else None
+    own = archive if lock is not None else None
     names: tuple[str, ...] = SEED_FILES
     if lock is not None:
         names = SEED_FILES + tuple(HELPERS.values())
@@ -88,16 +96,26 @@ def seed_derivation(
             payload_label=PAYLOAD_LABEL,
             manifests=carried.name if carried is not None else None,
             firewall=firewall_inputs(node),
+            own_archive=_own_archive(own, on_payload=bundle is not None),
+            seed_label=SEED_LABEL,
         )
     return Derivation(
         name=f"seed-{node.name}",
         build=build_seed,
         inputs=inputs,
-        deps=tuple(dep for dep in (bundle, mesh if lock is not None else None, carried) if dep is not None),
+        deps=tuple(
+            dep for dep in (bundle, mesh if lock is not None else None, carried, own) if dep is not None
+        ),
         sources={f"{name}.j2": templates / f"{name}.j2" for name in names},
         secrets=deriver if lock is not None else None,
         dist_path=f"nodes/{node.name}",
     )
+
+
+def _own_archive(archive: Derivation | None, *, on_payload: bool) -> dict[str, str] | None:
+    if archive is None:
+        return None
+    return {"derivation": archive.name, "source": ARCHIVE_ON_PAYLOAD if on_payload else ARCHIVE_ON_SEED}
 
 
 def join_tokens(ctx: BuildContext, *, server: bool) -> dict[str, str]:
@@ -120,6 +138,9 @@ def _context(ctx: BuildContext, env: Any) -> dict[str, Any]:
         bundle = single_file(ctx.dep(context["bundle"]))
         pinned.append({"name": bundle.staged_name, "url": "payload", "sha256": bundle.sha256})
         context["bundle_file"] = bundle.staged_name
+    if context["own_archive"]:
+        archive = single_file(ctx.dep(context["own_archive"]["derivation"]))
+        context["own_archive"] = {**context["own_archive"], "name": archive.path, "sha256": archive.sha256}
     mesh = read_mesh(ctx.dep(context["mesh"]))
     context["overlays"] = mesh["overlays"]
     settings = {**context["k3s"]["settings"], **join_tokens(ctx, server=context["k3s"]["server"])}
@@ -174,4 +195,16 @@ def build_seed(ctx: BuildContext) -> None:
         name: IsoFile(name, data, 0o600 if name in PRIVATE_FILES else 0o644)
         for name, data in rendered.items()
     }
-    ctx.write("seed.iso", write_iso(iso_files, label=SEED_LABEL, epoch=ctx.inputs["epoch"]), private=True)
+    iso_files.update(_carried_archive(ctx))
+    with ctx.open_output("seed.iso", private=True) as out:
+        write_iso_to(out, iso_files, label=SEED_LABEL, epoch=ctx.inputs["epoch"])
+
+
+def _carried_archive(ctx: BuildContext) -> dict[str, IsoFile]:
+    """The archive of our images, on the seed disk when there is no payload disk for it."""
+    own = ctx.inputs.get("own_archive")
+    if not own or own["source"] != ARCHIVE_ON_SEED:
+        return {}
+    entry = ctx.dep(own["derivation"])
+    archive = single_file(entry)
+    return {archive.path: IsoFile(archive.path, entry / archive.path)}

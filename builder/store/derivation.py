@@ -139,12 +139,13 @@ class BuildContext:
         return self.dep_outputs[name]
 
     @contextlib.contextmanager
-    def open_output(self, relative: str) -> Iterator[BinaryIO]:
-        """A file of the output to stream into (mode 0644); its sha256 is taken on the way."""
+    def open_output(self, relative: str, *, private: bool = False) -> Iterator[BinaryIO]:
+        """A file of the output to stream into (mode 0644, or 0600 when private, whatever
+        the umask is); its sha256 is taken on the way."""
         path = self.out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as raw:
-            os.fchmod(raw.fileno(), 0o644)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as raw:
+            os.fchmod(raw.fileno(), 0o600 if private else 0o644)
             hashing = HashingWriter(raw)
             yield hashing  # type: ignore[misc]
         self.known_digests[relative] = hashing.sha256.hexdigest()

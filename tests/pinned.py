@@ -21,14 +21,6 @@ def test_sha256(name: str) -> str:
 test_sha256.__test__ = False  # type: ignore[attr-defined]
 
 
-# Our published backup image, as an operator lists it in upstream.yaml once it is pushed.
-BACKUP_IMAGE_ENTRY = """\
-  - name: backup
-    image: registry.example.org/meshseed/backup:0.1.0
-    roles: [backup]
-"""
-
-
 def write_test_lock(root: Path, *, extra_images: str = "", upstream: str | None = None) -> Lock:
     """Copy upstream.yaml (or write `upstream`), plus `extra_images` entries, into
     root/images and write root/images.lock pinning it with test values."""

@@ -1,6 +1,8 @@
 """Build the example site three times under different conditions and demand identical dist/ trees.
 
-Run by `nox -s repro`. The builds differ in working and output directory, TZ, LANG and
+Run by `nox -s repro`. The builds make our images too (`--images`, as `nox -s build-images`
+does; their Debian packages come from deb.debian.org by the committed pins), and so the
+archive of them the backup node gets. The builds differ in working and output directory, TZ, LANG and
 LC_ALL, umask, PYTHONHASHSEED, --jobs, hostname (with `unshare --uts`, as root) and
 wall-clock time (with `faketime`, when installed), and a third build reuses the second's
 warm store. Any differing byte fails the check, listing the first differing files, with a
@@ -9,6 +11,7 @@ diffoscope report when diffoscope is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from builder.lock import read_lock, write_lock  # noqa: E402 - needs ROOT on the path
 from tests.pinned import write_test_lock  # noqa: E402 - needs ROOT on the path
 
 MASTER_KEY = bytes(range(32))
@@ -39,7 +43,7 @@ class Variant:
 
 
 def command(variant: Variant, meshseed: str) -> list[str]:
-    argv = [meshseed, "build", "--jobs", str(variant.jobs), "-o", variant.output]
+    argv = [meshseed, "build", "--images", "--jobs", str(variant.jobs), "-o", variant.output]
     if variant.fake_time and shutil.which("faketime"):
         argv = ["faketime", variant.fake_time, *argv]
     if variant.hostname and os.geteuid() == 0 and shutil.which("unshare"):
@@ -94,8 +98,18 @@ def main() -> int:
         for directory in (first_dir, second_dir):
             directory.mkdir(parents=True)
             shutil.copy(ROOT / "site.yaml", directory / "site.yaml")
-            # Test pins, so that full seeds and the manifests (Tutor included) are built too.
-            write_test_lock(directory)
+            # Test pins, so that full seeds and the manifests (Tutor included) are built too,
+            # and the committed pins of our images' packages.
+            lock = write_test_lock(directory)
+            write_lock(
+                dataclasses.replace(lock, debian=read_lock(ROOT / "images.lock").debian),
+                directory / "images.lock",
+            )
+            shutil.copytree(
+                ROOT / "images" / "backup",
+                directory / "images" / "backup",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
         variants = [
             Variant(
                 "cold, UTC",

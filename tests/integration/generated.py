@@ -11,20 +11,70 @@ import yaml
 
 from tests.conftest import EXAMPLE_SITE, TEST_MASTER_KEY
 from tests.integration.cli import meshseed
+from tests.integration.debian_fixtures import DebRepo
 from tests.pinned import write_test_lock
 
 Documents = list[dict[str, Any]]
 
+# A stand-in for our backup agent's image (images/backup/), from the local test archive:
+# the backup component only needs an image of ours named backup.
+BACKUP_IMAGE_YAML = """\
+name: backup
+tag: "0.1.0"
+backend: debian
+debian:
+  architecture: amd64
+  keyring: {keyring}
+  snapshot: http://127.0.0.1:9/snapshot
+  sources:
+    - url: {url}
+      suite: bookworm
+    - url: {security_url}
+      suite: bookworm-security
+  packages: [mini-app]
+files:
+  - src: app
+    dest: /opt/app
+config:
+  entrypoint: [/bin/sh, -c]
+  cmd: ["cat /opt/app/message.txt"]
+"""
+BACKUP_IMAGE_MESSAGE = "the backup image, from the build\n"
+
 
 def build_example(root: Path) -> Path:
     """The example site, pinned with test values and built under `root`: its dist/."""
-    key = root / "master.key"
-    key.write_bytes(TEST_MASTER_KEY)
-    key.chmod(0o600)
+    key = write_key(root)
     (root / "site.yaml").write_text(EXAMPLE_SITE.read_text())
     write_test_lock(root)
     result = meshseed("build", cwd=root, master_key=key)
     assert result.returncode == 0, result.stderr
+    return root / "dist"
+
+
+def write_key(root: Path) -> Path:
+    key = root / "master.key"
+    key.write_bytes(TEST_MASTER_KEY)
+    key.chmod(0o600)
+    return key
+
+
+def build_example_with_backup_image(root: Path, repo: DebRepo, site: str | None = None) -> Path:
+    """The example site (or `site`), pinned with test values, with our backup image (a
+    stand-in from `repo`) pinned and built by `meshseed build --images` under `root`."""
+    key = write_key(root)
+    (root / "site.yaml").write_text(site or EXAMPLE_SITE.read_text())
+    write_test_lock(root)
+    image = root / "images" / "backup"
+    (image / "app").mkdir(parents=True)
+    (image / "image.yaml").write_text(
+        BACKUP_IMAGE_YAML.format(keyring=repo.keyring, url=repo.url, security_url=repo.security_url)
+    )
+    (image / "app" / "message.txt").write_text(BACKUP_IMAGE_MESSAGE)
+    for args in (["lock", "--only", "debian"], ["build", "--images"]):
+        result = meshseed(*args, cwd=root, master_key=key)
+        assert result.returncode == 0, result.stderr
+        assert "CronJobs are left out" not in result.stderr
     return root / "dist"
 
 

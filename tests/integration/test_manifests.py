@@ -20,8 +20,10 @@ from builder.render.tutor import full_config
 from builder.secrets import RECIPES, Purpose, SecretDeriver
 from tests.conftest import EXAMPLE_SITE, REPO
 from tests.integration.cli import meshseed
+from tests.integration.debian_fixtures import DebRepo
+from tests.integration.generated import build_example_with_backup_image
 from tests.leaks import derived_values
-from tests.pinned import BACKUP_IMAGE_ENTRY, write_test_lock
+from tests.pinned import write_test_lock
 from tests.tools import require
 from tests.unit.sites import site
 
@@ -312,21 +314,16 @@ def test_tutor_refuses_to_invent_a_value() -> None:
         full_config({"PLUGINS": [], "PLUGIN_INDEXES": [], "ID": "x"})
 
 
-def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
-    tmp_path: Path, master_key_file: Path
+def test_with_our_backup_image_built_couchdb_is_backed_up_and_rotated(
+    tmp_path: Path, deb_repo: DebRepo
 ) -> None:
-    root = tmp_path / "site"
-    root.mkdir()
     text = EXAMPLE_SITE.read_text() + "backups:\n  retention: {daily: 10, weekly: 5, monthly: 6}\n"
-    (root / "site.yaml").write_text(text)
-    write_test_lock(root, extra_images=BACKUP_IMAGE_ENTRY)
-    result = meshseed("build", cwd=root, master_key=master_key_file)
-    assert result.returncode == 0, result.stderr
-    assert "pins no backup image" not in result.stderr
-    docs = every_document(root / "dist")
+    dist = build_example_with_backup_image(tmp_path, deb_repo, text)
+    docs = every_document(dist)
     couchdb = by_name(docs, "CronJob", "backup-couchdb")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = couchdb["containers"]
-    assert container["image"].startswith("registry.example.org/meshseed/backup@sha256:")
+    assert container["image"].startswith("meshseed.local/backup@sha256:")
+    assert container["imagePullPolicy"] == "Never"
     assert container["args"][:3] == ["couchdb", "--url", "http://couchdb-api.couchdb.svc.cluster.local:5984"]
     assert couchdb["nodeSelector"] == {"meshseed/role": "backup"}
     assert couchdb["tolerations"][0]["effect"] == "NoSchedule"
@@ -348,7 +345,7 @@ def test_with_our_backup_image_pinned_couchdb_is_backed_up_and_rotated(
     assert len(jobs) == 5
     assert {job["securityContext"]["fsGroup"] for job in jobs} == {1000}
     assert {job["securityContext"]["runAsUser"] for job in jobs} == {999, 1000}
-    files = sorted(str(path) for path in (root / "dist" / "manifests").glob("backup*.yaml"))
+    files = sorted(str(path) for path in (dist / "manifests").glob("backup*.yaml"))
     validated = kubernetes_validate(files)
     assert validated.returncode == 0, validated.stdout
 

@@ -349,6 +349,9 @@ def test_airgap_bundles_are_reproducible_and_containerd_imports_them(
     rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:]}
     assert busybox.index_digest in rows[f"{REGISTRY}/meshseed-test/busybox:1"]
     assert hello.index_digest in rows[f"{REGISTRY}/meshseed-test/hello:1"]
+    # Also under the names the manifests give, by digest: the kubelet looks for exactly that.
+    assert busybox.index_digest in rows[f"{REGISTRY}/meshseed-test/busybox@{busybox.index_digest}"]
+    assert hello.index_digest in rows[f"{REGISTRY}/meshseed-test/hello@{hello.index_digest}"]
     ran = containerd.run(
         f"{REGISTRY}/meshseed-test/hello:1", "/bin/sh", "-c", "cat /hello.txt; echo ran-from-bundle"
     )

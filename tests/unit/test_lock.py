@@ -163,3 +163,21 @@ def test_a_lock_that_fills_another_tutor_setting_is_stale(tmp_path: Path) -> Non
     assert [(p.path, p.message) for p in problems] == [
         ("images.mfe", "fills Tutor's None, upstream.yaml says MFE_DOCKER_IMAGE")
     ]
+
+
+def test_an_upstream_image_may_not_take_the_name_of_one_we_build(tmp_path: Path) -> None:
+    # What the README once asked for: our published backup image listed in upstream.yaml.
+    upstream = tmp_path / "upstream.yaml"
+    upstream.write_text(
+        (REPO / "images" / "upstream.yaml").read_text()
+        + "  - name: backup\n    image: registry.example.org/meshseed/backup:0.1.0\n    roles: [backup]\n"
+    )
+    write_lock(current_lock(upstream), tmp_path / "images.lock")
+    files = LockFiles(tmp_path / "images.lock", upstream, REPO / "images")
+    with pytest.raises(MeshseedError) as raised:
+        load_lock(files, upstream=UpstreamPart.IF_PINNED)
+    assert raised.value.status is ExitStatus.BAD_INPUT
+    assert f"{upstream}: images: backup: is the name of our own image (images/backup/)" in str(raised.value)
+    assert "remove the entry" in str(raised.value)
+    # Without our images beside it, the name is free.
+    assert "backup" in load_lock(replace(files, images_dir=tmp_path), upstream=UpstreamPart.IF_PINNED).images

@@ -37,6 +37,24 @@ def test_an_image_by_tag_is_refused() -> None:
         check_manifest("redis", [pod], "", [])
 
 
+def test_our_image_must_never_be_pulled_and_a_stand_in_never_passes() -> None:
+    ours = "meshseed.local/backup@sha256:" + "a" * 64
+    job = {"kind": "CronJob", "spec": {"containers": [{"image": ours, "imagePullPolicy": "Never"}]}}
+    check_manifest("backup", [job], "", [])
+    job["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    with pytest.raises(
+        MeshseedError, match=rf"manifests/backup.yaml: image {ours} is ours, .*imagePullPolicy: Never"
+    ):
+        check_manifest("backup", [job], "", [])
+    # The plan's stand-in for it is no digest: one the build failed to replace is refused.
+    stand_in = {
+        "kind": "CronJob",
+        "spec": {"containers": [{"image": "meshseed.local/backup@built-by-meshseed"}]},
+    }
+    with pytest.raises(MeshseedError, match="is not pinned by digest"):
+        check_manifest("backup", [stand_in], "", [])
+
+
 def test_a_secret_outside_a_secret_file_is_refused() -> None:
     with pytest.raises(MeshseedError, match="a derived secret appears outside a Secret"):
         check_manifest("couchdb", [{"kind": "ConfigMap"}], "password: hunter2hunter2", ["hunter2hunter2"])

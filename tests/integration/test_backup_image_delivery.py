@@ -9,6 +9,7 @@ containerd, isoinfo and the generated node-setup run for real.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -239,24 +240,34 @@ def test_an_airgap_build_carries_the_archive_on_the_payload(root: Path) -> None:
     by_name = {derivation.name: derivation for derivation in loaded.derivations}
     archive = by_name["own-images-backup"]
     assert archive in by_name["payload-backup"].deps
-    assert all(archive not in by_name[f"payload-{role}"].deps for role in ("server",))
+    assert archive not in by_name["payload-server"].deps
     vault = by_name["seed-vault"]
     assert vault.inputs["own_archive"] == {"derivation": "own-images-backup", "source": "payload"}
+    assert by_name["seed-edx1"].inputs["own_archive"] is None
     # The payload itself, with stand-ins for the fetched binaries (their fetch is tested elsewhere).
     binaries = {
         name: Derivation(name=f"stand-in-{name}", build=build_stand_in_binary, inputs={"file": name})
         for name in ("k3s", "k3s-install.sh", "mycelium")
     }
     payload = payload_derivation("backup", ["vault"], binaries, None, DEFAULT_EPOCH, archive=archive)
+    # The seed, with a stand-in for the fetched bundle of upstream images.
+    bundle = Derivation(name="airgap-backup", build=build_stand_in_binary, inputs={"file": "backup.tar.zst"})
+    seed = dataclasses.replace(vault, deps=(*(dep for dep in vault.deps if dep.name != bundle.name), bundle))
     loaded.store.prepare()
     with loaded.store.shared():
-        (result,) = [
-            r
-            for r in realise(
-                loaded.store, [*binaries.values(), archive, payload], jobs=1, progress=SilentProgress()
-            )
-            if r.derivation is payload
-        ]
-    image = result.output.path / "payload.img"
+        results = {
+            r.derivation.name: r.output.path
+            for r in realise(loaded.store, [payload, seed], jobs=1, progress=SilentProgress())
+        }
+    image = results["payload-backup"] / "payload.img"
+    archive_bytes = (root / "dist" / "own-images" / ARCHIVE).read_bytes()
     assert ARCHIVE in iso_names(image)
-    assert iso_file(image, ARCHIVE) == (root / "dist" / "own-images" / ARCHIVE).read_bytes()
+    assert iso_file(image, ARCHIVE) == archive_bytes
+    # node-setup takes it from the payload disk, and the seed disk does not carry it too.
+    script = yaml.safe_load((results["seed-vault"] / "user-data").read_text())
+    (setup,) = [
+        f["content"] for f in script["write_files"] if f["path"] == "/usr/local/lib/meshseed/node-setup"
+    ]
+    assert f"\nplace {ARCHIVE} payload {hashlib.sha256(archive_bytes).hexdigest()}\n" in setup
+    assert "PAYLOAD=/run/meshseed-payload" in setup
+    assert ARCHIVE not in iso_names(results["seed-vault"] / "seed.iso")

@@ -32,7 +32,7 @@ from builder.det.jsonfmt import canonical_json
 from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.ha import report as ha_report
 from builder.ha import verdict
-from builder.images.spec import IMAGES_DIR, image_specs
+from builder.images.spec import IMAGES_DIR
 from builder.inventory import mycelium_identity, node_facts, node_records
 from builder.lock import (
     DEFAULT_LOCK,
@@ -45,6 +45,8 @@ from builder.lock import (
     read_lock,
     write_lock,
 )
+from builder.lock.disk_spec import DISK_SPEC
+from builder.lock.requests import disk_request, image_requests
 from builder.manifests.registry import secret_recipes
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
@@ -154,6 +156,7 @@ def _lock_files(args: argparse.Namespace) -> LockFiles:
         args.lock or root / DEFAULT_LOCK,
         args.upstream or root / DEFAULT_UPSTREAM,
         args.images_dir or root / IMAGES_DIR,
+        root / DISK_SPEC,
     )
 
 
@@ -163,13 +166,13 @@ def cmd_lock(args: argparse.Namespace) -> int:
     files = _lock_files(args)
     if args.check:
         upstream_part = UpstreamPart.REQUIRED if "upstream" in parts else UpstreamPart.UNCHECKED
-        load_lock(files, upstream=upstream_part, debian="debian" in parts)
+        load_lock(files, upstream=upstream_part, debian="debian" in parts, disks="debian" in parts)
         print(f"{files.lock}: current", file=sys.stderr)
         return ExitStatus.OK
-    from builder.images.debian_pin import pin_images  # noqa: PLC0415 - httpx loads only when fetching
+    from builder.lock.debian_pin import pin_requests  # noqa: PLC0415 - httpx loads only when fetching
 
     upstream = load_upstream(files.upstream) if "upstream" in parts else None
-    specs = image_specs(files.images_dir) if "debian" in parts else []
+    requests = image_requests(files.images_dir) | disk_request(files.disk_spec) if "debian" in parts else {}
     lock = read_lock(files.lock) if files.lock.exists() else EMPTY_LOCK
     # Never into the installed package: a new lock goes into the working directory.
     target = args.lock or DEFAULT_LOCK
@@ -181,12 +184,12 @@ def cmd_lock(args: argparse.Namespace) -> int:
             resolve_lock(upstream, fetching.registries(), fetching.artifacts()), debian=lock.debian
         )
     if "debian" in parts:
-        lock = dataclasses.replace(lock, debian=pin_images(specs))
+        lock = dataclasses.replace(lock, debian=pin_requests(requests))
     write_lock(lock, target)
     packages = sum(len(part.packages) for part in lock.debian.values())
     print(
         f"wrote {target}: {len(lock.images)} images, {len(lock.binaries)} binaries, "
-        f"{packages} Debian packages for {len(lock.debian)} of our images",
+        f"{packages} Debian packages for {len(lock.debian)} of our images and disks",
         file=sys.stderr,
     )
     return ExitStatus.OK

@@ -11,18 +11,16 @@ import dataclasses
 import hashlib
 import io
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
-from builder.artifacts import Downloader, downloader
+from builder.artifacts import Downloader
+from builder.debian.fetch import fetch_debs
 from builder.debian.package import PinnedClosure
 from builder.debian.rootfs import Package, write_rootfs
 from builder.det.compress import compressor_versions
 from builder.det.jsonfmt import canonical_json
 from builder.det.tarfmt import tar_info
-from builder.digest import parse_digest
-from builder.errors import MeshseedError
 from builder.images.reference import IMAGE_NAMESPACE
 from builder.images.spec import ImageSpec, source_files
 from builder.oci.image import ImageWriter
@@ -77,22 +75,6 @@ def debian_image_derivation(
     )
 
 
-def _fetch_deb(ctx: BuildContext, package: dict[str, Any]) -> Path:
-    artifacts = downloader(ctx)
-
-    def download(partial: Path) -> None:
-        try:
-            artifacts.download(package["url"], partial, sha256=package["sha256"])
-        except MeshseedError as first:
-            try:
-                artifacts.download(package["snapshot_url"], partial, sha256=package["sha256"])
-            except MeshseedError:
-                raise first from None
-
-    digest = parse_digest(f"sha256:{package['sha256']}", f"{ctx.derivation.name}: package {package['name']}")
-    return ctx.blobs.ensure(digest, download)
-
-
 def _project_layer(ctx: BuildContext, out: Any, epoch: int) -> None:
     """The image's own files, below their `dest`, sorted, owned by root."""
     members: dict[str, tuple[int, bytes | None]] = {}
@@ -119,8 +101,7 @@ def _project_layer(ctx: BuildContext, out: Any, epoch: int) -> None:
 def build_debian_image(ctx: BuildContext) -> None:
     epoch = ctx.inputs["epoch"]
     packages = ctx.inputs["packages"]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        paths = list(pool.map(lambda package: _fetch_deb(ctx, package), packages))
+    paths = fetch_debs(ctx, packages)
     debs = [Package(package["name"], path) for package, path in zip(packages, paths, strict=True)]
     writer = ImageWriter(ctx, epoch)
     with writer.layer("meshseed: Debian packages " + " ".join(p.name for p in debs)) as out:

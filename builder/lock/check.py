@@ -1,12 +1,13 @@
-"""Is images.lock current? Against images/upstream.yaml, and against our image specs."""
+"""Is images.lock current? Against images/upstream.yaml, and against what our images and disks ask for."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from builder.errors import MeshseedError, Problem, bad_input
-from builder.images.spec import Backend, ImageSpec
 from builder.lock.model import Lock
+from builder.lock.requests import DebianRequest
 from builder.lock.upstream import REQUIRED_PLATFORM, Upstream
 
 
@@ -49,24 +50,20 @@ def check_lock(upstream: Upstream, lock: Lock, lock_path: Path) -> list[Problem]
     return problems
 
 
-def check_debian(specs: list[ImageSpec], lock: Lock, lock_path: Path) -> list[Problem]:
-    """What in the lock's Debian part is missing or stale against our images' specs."""
+def check_debian(requests: Mapping[str, DebianRequest], lock: Lock, lock_path: Path) -> list[Problem]:
+    """What in the lock's Debian part is missing or stale against what our images and disks ask for."""
     problems = []
-    for spec in specs:
-        if spec.backend is not Backend.DEBIAN or spec.debian is None:
-            continue
-        pinned = lock.debian.get(spec.name)
+    for name, request in sorted(requests.items()):
+        pinned = lock.debian.get(name)
         if pinned is None:
-            problems.append(
-                Problem(str(lock_path), 0, f"debian.{spec.name}", "is missing", "run `meshseed lock`")
-            )
-        elif pinned.request_sha256 != spec.debian.request_sha256():
+            problems.append(Problem(str(lock_path), 0, f"debian.{name}", "is missing", "run `meshseed lock`"))
+        elif pinned.request_sha256 != request.spec.request_sha256():
             problems.append(
                 Problem(
                     str(lock_path),
                     0,
-                    f"debian.{spec.name}",
-                    f"images/{spec.name}/image.yaml asks for other packages or sources than were locked",
+                    f"debian.{name}",
+                    f"{request.source} asks for other packages or sources than were locked",
                     "run `meshseed lock`",
                 )
             )

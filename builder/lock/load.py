@@ -11,10 +11,12 @@ from enum import Enum
 from pathlib import Path
 
 from builder.errors import Problem
-from builder.images.spec import IMAGES_DIR, image_names, image_specs
+from builder.images.spec import IMAGES_DIR, image_names
 from builder.lock.check import check_debian, check_lock, check_own_names, stale_lock_error
+from builder.lock.disk_spec import DISK_SPEC
 from builder.lock.file import read_lock
 from builder.lock.model import DEFAULT_LOCK, EMPTY_LOCK, Lock
+from builder.lock.requests import DebianRequest, disk_request, image_requests
 from builder.lock.upstream import DEFAULT_UPSTREAM, load_upstream
 
 
@@ -25,6 +27,7 @@ class LockFiles:
     lock: Path = DEFAULT_LOCK
     upstream: Path = DEFAULT_UPSTREAM
     images_dir: Path = IMAGES_DIR
+    disk_spec: Path = DISK_SPEC
 
 
 class UpstreamPart(Enum):
@@ -39,10 +42,11 @@ class UpstreamPart(Enum):
     UNCHECKED = "unchecked"
 
 
-def load_lock(files: LockFiles, *, upstream: UpstreamPart, debian: bool = False) -> Lock:
+def load_lock(files: LockFiles, *, upstream: UpstreamPart, debian: bool = False, disks: bool = False) -> Lock:
     """images.lock, refused when stale in a part the caller relies on. With `debian`, our
-    images' Debian closures must be pinned for their current image.yaml."""
-    if upstream is UpstreamPart.IF_PINNED and not debian and not files.lock.exists():
+    images' Debian closures must be pinned for their current image.yaml; with `disks`, the
+    nodes' disk closure for disks/node.yaml."""
+    if upstream is UpstreamPart.IF_PINNED and not debian and not disks and not files.lock.exists():
         return EMPTY_LOCK
     lock = read_lock(files.lock)
     problems: list[Problem] = []
@@ -50,8 +54,12 @@ def load_lock(files: LockFiles, *, upstream: UpstreamPart, debian: bool = False)
         described = load_upstream(files.upstream)
         check_own_names(described, image_names(files.images_dir), files.upstream)
         problems += check_lock(described, lock, files.lock)
+    requests: dict[str, DebianRequest] = {}
     if debian:
-        problems += check_debian(image_specs(files.images_dir), lock, files.lock)
+        requests |= image_requests(files.images_dir)
+    if disks:
+        requests |= disk_request(files.disk_spec)
+    problems += check_debian(requests, lock, files.lock)
     if problems:
         raise stale_lock_error(problems, files.lock)
     return lock

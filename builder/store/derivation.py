@@ -55,11 +55,15 @@ class Derivation:
     # How to reach registries and artifact servers. Not part of the key: everything
     # fetched is checked against a digest that is.
     fetcher: Fetcher | None = None
+    # The builder source this build depends on (folders or files of the package), when
+    # that is a narrow part: a slow build, such as a disk image, is then not redone for
+    # every change elsewhere in meshseed. Empty: all of it.
+    code: tuple[str, ...] = ()
 
     @cached_property
     def key(self) -> str:
         description = {
-            "builder": builder_version(),
+            "builder": builder_version(self.code),
             "name": self.name,
             "function": f"{self.build.__module__}.{self.build.__qualname__}",
             "inputs": self.inputs,

@@ -32,13 +32,17 @@ def run_tool(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    stdin: str | None = None,
 ) -> str:
-    """Run `program args`; its stdout, or MeshseedError with the tail of stderr."""
+    """Run `program args` (with `stdin` as its input); its stdout, or MeshseedError with
+    the tail of stderr."""
     argv = [find(program, package), *args]
     log.info("running: %s", shlex.join(argv))
     command: Any = local[argv[0]][list(args)]
     if env is not None:
         command = command.with_env(**env)
+    if stdin is not None:
+        command = command << stdin
     code, stdout, stderr = command.run(retcode=None, cwd=str(cwd) if cwd else None, timeout=timeout)
     if code != 0:
         tail = "\n".join(str(stderr).strip().splitlines()[-15:])

@@ -17,8 +17,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from builder.compose import Composite, composed_target, decode, join
 from builder.det.jsonfmt import canonical_json
 from builder.errors import MeshseedError, bad_input
 from builder.store.realise import Result
@@ -34,19 +36,45 @@ MARKER_TEXT = b"made by meshseed build; `meshseed build -o` replaces this direct
 _CHUNK = 1 << 20
 
 
-def _placements(results: Iterable[Result]) -> dict[str, tuple[Result, Entry]]:
-    placed: dict[str, tuple[Result, Entry]] = {}
+@dataclass(frozen=True)
+class Placement:
+    """A file of dist/: a store entry copied, or (`composite`) store files joined as an
+    entry's recipe says (builder/compose.py)."""
+
+    result: Result
+    entry: Entry
+    composite: Composite | None = None
+
+    @property
+    def is_directory(self) -> bool:
+        return self.entry.mode is ModeClass.DIRECTORY
+
+    @property
+    def sha256(self) -> str:
+        return self.composite.sha256 if self.composite is not None else self.entry.sha256
+
+    @property
+    def mode(self) -> int:
+        if self.composite is not None:
+            return 0o600 if self.composite.private else 0o644
+        return self.entry.mode.dist_mode()
+
+
+def _placements(results: Iterable[Result]) -> dict[str, Placement]:
+    placed: dict[str, Placement] = {}
     for result in results:
         if result.derivation.dist_path is None:
             continue
         for base, entry in itertools.product(
             (result.derivation.dist_path, *result.derivation.dist_also), result.output.entries
         ):
-            target = str(PurePosixPath(base, entry.path))
+            composed = composed_target(entry.path) if entry.mode is not ModeClass.DIRECTORY else None
+            target = str(PurePosixPath(base, composed or entry.path))
             if target in placed and entry.mode is not ModeClass.DIRECTORY:
-                other = placed[target][0].derivation.name
+                other = placed[target].result.derivation.name
                 raise MeshseedError(f"{result.derivation.name} and {other} both write dist/{target}")
-            placed.setdefault(target, (result, entry))
+            composite = decode(result.output.path / entry.path) if composed else None
+            placed.setdefault(target, Placement(result, entry, composite))
     return placed
 
 
@@ -146,14 +174,11 @@ def assemble(results: list[Result], out: Path) -> bool:
     """Write dist/ to `out`; False if it was already exactly right and was left alone."""
     placed = _placements(results)
     record = canonical_json(build_record(results)).encode()
-    files = {
-        target: entry.sha256 for target, (_, entry) in placed.items() if entry.mode is not ModeClass.DIRECTORY
-    }
+    files = {target: placement.sha256 for target, placement in placed.items() if not placement.is_directory}
     files[BUILD_RECORD] = hashlib.sha256(record).hexdigest()
     files[MARKER] = hashlib.sha256(MARKER_TEXT).hexdigest()
     checksums = _checksums(files).encode()
-    expected = {target: (placed[target][1].sha256, placed[target][1].mode.dist_mode()) for target in placed}
-    expected = {t: v for t, v in expected.items() if placed[t][1].mode is not ModeClass.DIRECTORY}
+    expected = {t: (p.sha256, p.mode) for t, p in placed.items() if not p.is_directory}
     expected[BUILD_RECORD] = (files[BUILD_RECORD], 0o644)
     expected[MARKER] = (files[MARKER], 0o644)
     expected[CHECKSUMS] = (hashlib.sha256(checksums).hexdigest(), 0o644)
@@ -163,27 +188,40 @@ def assemble(results: list[Result], out: Path) -> bool:
             _check_replaceable(out)
             if _is_current(out, expected):
                 return False
-            _assemble_into(placed, {BUILD_RECORD: record, CHECKSUMS: checksums}, out)
+            outputs = {result.derivation.name: result.output.path for result in results}
+            _assemble_into(placed, outputs, {BUILD_RECORD: record, CHECKSUMS: checksums}, out)
             return True
     except OSError as error:
         raise storage_error(error, f"cannot write {out}") from None
 
 
-def _assemble_into(placed: dict[str, tuple[Result, Entry]], generated: dict[str, bytes], out: Path) -> None:
+def _join_checked(destination: Path, composite: Composite, mode: int, outputs: dict[str, Path]) -> None:
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as stream:
+        os.fchmod(fd, mode)
+        join(composite, outputs, stream)
+
+
+def _assemble_into(
+    placed: dict[str, Placement], outputs: dict[str, Path], generated: dict[str, bytes], out: Path
+) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     try:
         staging.chmod(0o755)
         # First of all, so that a build killed half way leaves a directory known to be ours.
         (staging / MARKER).write_bytes(MARKER_TEXT)
         (staging / MARKER).chmod(0o644)
-        for target, (result, entry) in sorted(placed.items()):
+        for target, placement in sorted(placed.items()):
             destination = staging / target
             destination.parent.mkdir(parents=True, exist_ok=True)
+            result, entry = placement.result, placement.entry
             source = result.output.path / entry.path
             if entry.mode is ModeClass.DIRECTORY:
                 destination.mkdir(exist_ok=True)
             elif entry.mode is ModeClass.SYMLINK:
                 destination.symlink_to(source.readlink())
+            elif placement.composite is not None:
+                _join_checked(destination, placement.composite, placement.mode, outputs)
             else:
                 _copy_checked(source, destination, entry, result)
         for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())]:

@@ -14,6 +14,7 @@ from builder.det.epoch import source_date_epoch
 from builder.ha import NodeLoss, analyse, read_manifests, site_nodes, verdict
 from builder.images.spec import IMAGES_DIR, image_specs
 from builder.lock import DEFAULT_LOCK, DEFAULT_UPSTREAM, Lock, LockFiles, UpstreamPart, load_lock
+from builder.lock.disk_spec import DISK_SPEC
 from builder.manifests.derivation import BACKUP_IMAGE, missing_images
 from builder.plan import BuildSettings, pinned_images, plan
 from builder.secrets import SecretDeriver, load_master_key, master_key_path
@@ -65,10 +66,13 @@ class Request:
     compression: str = "zstd"
     images: bool = False
     images_dir: Path = IMAGES_DIR
+    # Disk images per role and node; they hold the air-gap files, so `airgap` comes with them.
+    disks: bool = False
+    disk_spec: Path = DISK_SPEC
 
     @property
     def lock_files(self) -> LockFiles:
-        return LockFiles(self.lock, self.upstream, self.images_dir)
+        return LockFiles(self.lock, self.upstream, self.images_dir, self.disk_spec)
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def load_request_lock(request: Request) -> Lock:
     """images.lock as this build relies on it: an air-gap build fetches what it pins, so
     it must pin upstream.yaml; our images need their Debian closures."""
     upstream = UpstreamPart.REQUIRED if request.airgap else UpstreamPart.IF_PINNED
-    return load_lock(request.lock_files, upstream=upstream, debian=request.images)
+    return load_lock(request.lock_files, upstream=upstream, debian=request.images, disks=request.disks)
 
 
 def load(request: Request) -> Loaded:
@@ -119,7 +123,9 @@ def load(request: Request) -> Loaded:
         )
     epoch = source_date_epoch(os.environ)
     images = own_images(request, lock, airgap) if request.images else None
-    settings = BuildSettings(deriver=deriver, epoch=epoch, airgap=airgap, images=images, lock=lock)
+    settings = BuildSettings(
+        deriver=deriver, epoch=epoch, airgap=airgap, images=images, lock=lock, disks=request.disks
+    )
     warnings = (
         site.warnings
         + (() if settings.pins is not None else (NO_PINS_WARNING,))

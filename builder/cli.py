@@ -46,7 +46,7 @@ from builder.lock import (
     write_lock,
 )
 from builder.lock.disk_spec import DISK_SPEC
-from builder.lock.requests import disk_request, image_requests
+from builder.lock.requests import DebianRequest, disk_request, image_requests
 from builder.manifests.registry import secret_recipes
 from builder.oci.reference import parse_mirror
 from builder.publish.arguments import add_publish_arguments, add_verify_arguments
@@ -136,13 +136,15 @@ def _request(args: argparse.Namespace, *, create_master_key: bool = False) -> Re
         store=args.store,
         master_key=args.master_key,
         create_master_key=create_master_key,
-        airgap=getattr(args, "airgap", False),
+        airgap=getattr(args, "airgap", False) or getattr(args, "disks", False),
+        disks=getattr(args, "disks", False),
         lock=files.lock,
         upstream=files.upstream,
         fetching=_fetching(args),
         compression=getattr(args, "bundle_compression", "zstd"),
         images=getattr(args, "images", False),
         images_dir=files.images_dir,
+        disk_spec=files.disk_spec,
     )
 
 
@@ -166,13 +168,18 @@ def cmd_lock(args: argparse.Namespace) -> int:
     files = _lock_files(args)
     if args.check:
         upstream_part = UpstreamPart.REQUIRED if "upstream" in parts else UpstreamPart.UNCHECKED
-        load_lock(files, upstream=upstream_part, debian="debian" in parts, disks="debian" in parts)
+        has_disks = "debian" in parts and files.disk_spec.exists()
+        load_lock(files, upstream=upstream_part, debian="debian" in parts, disks=has_disks)
         print(f"{files.lock}: current", file=sys.stderr)
         return ExitStatus.OK
     from builder.lock.debian_pin import pin_requests  # noqa: PLC0415 - httpx loads only when fetching
 
     upstream = load_upstream(files.upstream) if "upstream" in parts else None
-    requests = image_requests(files.images_dir) | disk_request(files.disk_spec) if "debian" in parts else {}
+    requests: dict[str, DebianRequest] = {}
+    if "debian" in parts:
+        # A site folder with pins of its own may have no disks/: it builds no disk images.
+        disks = disk_request(files.disk_spec) if files.disk_spec.exists() else {}
+        requests = image_requests(files.images_dir) | disks
     lock = read_lock(files.lock) if files.lock.exists() else EMPTY_LOCK
     # Never into the installed package: a new lock goes into the working directory.
     target = args.lock or DEFAULT_LOCK
@@ -495,6 +502,11 @@ def _add_variant_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--airgap", action="store_true", help="also fetch every pinned image and binary")
     sub.add_argument("--bundle-compression", choices=["zstd", "none"], default="zstd", help="default: zstd")
     sub.add_argument("--images", action="store_true", help="also build our own images (images/*/image.yaml)")
+    sub.add_argument(
+        "--disks",
+        action="store_true",
+        help="also build bootable disk images per role and node (disks/node.yaml; implies --airgap)",
+    )
 
 
 def _add_ha_options(sub: argparse.ArgumentParser) -> None:

@@ -37,6 +37,8 @@ class BuildSettings:
     images: OwnImages | None = None
     # images.lock as `load_lock` checked it; empty when there is none yet.
     lock: Lock = EMPTY_LOCK
+    # Bootable disk images per role and node (--disks); only with `airgap`, whose files they hold.
+    disks: bool = False
 
     @property
     def pins(self) -> Lock | None:
@@ -71,6 +73,7 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     archives = _own_image_archives(site, settings, node_plan, own)
     derivations += archives.values()
     bundles: dict[str, Derivation] = {}
+    binaries: dict[str, Derivation] = {}
     if settings.airgap is not None:
         from builder.airgap import plan_airgap  # noqa: PLC0415 - httpx loads only when fetching
 
@@ -78,6 +81,7 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
         placement = image_placement(site, settings, node_plan)
         airgap = plan_airgap(roles, settings.lock, settings.airgap, settings.epoch, placement)
         bundles = airgap.bundles
+        binaries = airgap.binaries
         derivations += airgap.derivations()
         if settings.pins is not None:
             for role in sorted({node.role.value for node in site.nodes}):
@@ -95,21 +99,37 @@ def plan(site: Site, settings: BuildSettings) -> list[Derivation]:
     manifests = plan_manifests(site, settings, node_plan, own)
     if manifests is not None:
         derivations.append(manifests)
+    seeds = {}
     for node in site.nodes:
-        derivations.append(
-            seed_derivation(
-                site,
-                node,
-                epoch=settings.epoch,
-                templates=settings.templates,
-                deriver=settings.deriver,
-                plan=node_plan,
-                lock=settings.pins,
-                bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
-                mesh=mesh,
-                manifests=manifests,
-                archive=archives.get(node.role.value),
-            )
+        seeds[node.name] = seed_derivation(
+            site,
+            node,
+            epoch=settings.epoch,
+            templates=settings.templates,
+            deriver=settings.deriver,
+            plan=node_plan,
+            lock=settings.pins,
+            bundle=bundles.get(node.role.value) if settings.airgap is not None else None,
+            mesh=mesh,
+            manifests=manifests,
+            archive=archives.get(node.role.value),
+        )
+    derivations += seeds.values()
+    if settings.disks and settings.airgap is not None and settings.pins is not None:
+        from builder.disk.plan import plan_disks  # noqa: PLC0415 - disk tools load only for --disks
+
+        images = {
+            role: tuple(dep for dep in (bundles.get(role), archives.get(role)) if dep is not None)
+            for role in {node.role.value for node in site.nodes}
+        }
+        derivations += plan_disks(
+            site,
+            debian=settings.lock.debian,
+            artifacts=settings.airgap.artifacts,
+            binaries=binaries,
+            images=images,
+            seeds=seeds,
+            epoch=settings.epoch,
         )
     if site.nameservers:
         derivations.append(zone_derivation(site, settings.epoch))

@@ -22,12 +22,12 @@ from builder.det.jsonfmt import canonical_json
 from builder.disk.layout import ESP_SIZE, Layout, fat_volume_id
 from builder.disk.rootfs import ROOTFS_FILE
 from builder.errors import MeshseedError
-from builder.render.node import single_file
+from builder.render.node import BAKED_PAYLOAD, single_file
 from builder.store.derivation import BuildContext, Derivation
 from builder.tools import e2fs, fat, sfdisk
 from builder.tools.dpkg_query import installed_version
 
-PAYLOAD_DIR = "usr/lib/meshseed/payload"
+PAYLOAD_DIR = BAKED_PAYLOAD.lstrip("/")
 K3S_IMAGES_DIR = "var/lib/rancher/k3s/agent/images"
 PIECES = ("head", "slot", "tail")
 LAYOUT_FILE = "layout.json"

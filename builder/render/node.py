@@ -30,6 +30,8 @@ LOG_FILE = "/var/log/meshseed-setup.log"
 SETUP_DONE = "/var/lib/meshseed/setup.done"
 REFUSED_STATUS = 3
 PAYLOAD_LABEL = "meshseed-payload"
+# Where a meshseed disk image holds the payload's files, in its root file system.
+BAKED_PAYLOAD = "/usr/lib/meshseed/payload"
 MESH_FILE = "mesh.json"
 # Pinned files as the node stages them: lock name -> file name.
 STAGED = {"k3s": "k3s", "k3s-install.sh": "k3s-install.sh", "mycelium": "mycelium.tar.gz"}

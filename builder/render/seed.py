@@ -17,6 +17,7 @@ from builder.lock import Lock
 from builder.render.firewall import firewall_inputs
 from builder.render.manifest_rules import SECRET_SUFFIX
 from builder.render.node import (
+    BAKED_PAYLOAD,
     LOG_FILE,
     PAYLOAD_LABEL,
     REFUSED_STATUS,
@@ -94,6 +95,7 @@ def seed_derivation(
             done_marker=SETUP_DONE,
             refused_status=REFUSED_STATUS,
             payload_label=PAYLOAD_LABEL,
+            baked_payload=BAKED_PAYLOAD,
             manifests=carried.name if carried is not None else None,
             firewall=firewall_inputs(node),
             own_archive=_own_archive(own, on_payload=bundle is not None),

@@ -14,65 +14,21 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from builder.det.iso9660 import IsoFile, write_iso
 from tests.conftest import REPO
-from tests.e2e.doubles import INSTALL, K3S, mycelium_archive
+from tests.e2e.doubles import K3S
 from tests.e2e.guest import guest
+from tests.e2e.project import SITE, build_project
 from tests.e2e.vm import Guest, wait_all
 from tests.integration.cli import meshseed
-from tests.integration.debian_fixtures import serve_directory
 from tests.integration.oci_fixtures import Registry, TestImage
-from tests.integration.upstream_text import (
-    IMAGES_LIST,
-    IMAGES_LIST_PATH,
-    INSTALL_PATH,
-    K3S_PATH,
-    MYCELIUM_PATH,
-    REGISTRY,
-    cluster_image_tags,
-    upstream_yaml,
-)
 from tests.tools import require
-from tests.unit.sites import KEY
 
 pytestmark = pytest.mark.e2e
-
-SITE = """\
-cluster: e2e
-domain: e2e.example.org
-lms_host: lms.e2e.example.org
-studio_host: studio.e2e.example.org
-nodes:
-""" + "".join(
-    f"""\
-  - name: {name}
-    role: {role}
-    public_ipv6: 2001:db8:e2e::{index}/64
-    gateway: 2001:db8:e2e::ff
-    mac: "52:54:00:00:0e:0{index}"
-    ssh_authorized_keys: [{KEY}]
-"""
-    for index, (name, role) in enumerate(
-        [("s1", "server"), ("s2", "server"), ("s3", "server"), ("b1", "backup")], start=1
-    )
-)
-UPSTREAM = upstream_yaml("[linux/amd64]", cluster_images=True)
-
-
-def tag_image(registry: Registry, image: TestImage, tag: str) -> None:
-    """Give the registry's `image` a second tag, as a push of the same manifest would."""
-    url = f"{registry.url}/v2/{image.repository}/manifests"
-    manifest = httpx.get(f"{url}/{image.tag}", headers={"Accept": image.media_type}, timeout=30)
-    manifest.raise_for_status()
-    httpx.put(
-        f"{url}/{tag}", content=manifest.content, headers={"Content-Type": image.media_type}, timeout=30
-    ).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -84,39 +40,16 @@ def guest_files() -> Path:
 @pytest.fixture
 def project(
     tmp_path: Path, master_key_file: Path, registry: Registry, test_images: dict[str, TestImage]
-) -> Iterator[Path]:
-    """A site, its lock (doubles as binaries) and its --airgap build."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for tag in sorted(cluster_image_tags()):
-        tag_image(registry, test_images["hello"], tag)
-    (root / "site.yaml").write_text(SITE)
-    (root / "upstream.yaml").write_text(UPSTREAM)
-    nodes = json.loads(meshseed("nodes", "--json", cwd=root, master_key=master_key_file).stdout)
-    routes = {n["public_ipv6"]: n["overlay_address"] for n in nodes}
-    artifacts = tmp_path / "artifacts"
-    files = {
-        K3S_PATH: K3S.encode(),
-        INSTALL_PATH: INSTALL.encode(),
-        IMAGES_LIST_PATH: IMAGES_LIST,
-        MYCELIUM_PATH: mycelium_archive(routes),
-    }
-    for relative, data in files.items():
-        (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)
-        (artifacts / relative).write_bytes(data)
-    with serve_directory(artifacts) as artifact_url:
-        pins = [
-            "--upstream",
-            "upstream.yaml",
-            "--mirror",
-            f"{REGISTRY}={registry.url}",
-            "--artifact-mirror",
-            artifact_url,
-        ]
-        for command in (["lock", *pins], ["build", "--airgap", *pins]):
-            result = meshseed(*command, cwd=root, master_key=master_key_file)
-            assert result.returncode == 0, result.stderr
-    yield root / "dist" / "nodes"
+) -> Path:
+    """A site, its lock (doubles as binaries) and its --airgap build: dist/nodes."""
+    dist = build_project(
+        tmp_path / "project",
+        site=SITE,
+        master_key=master_key_file,
+        registry=registry,
+        test_images=test_images,
+    )
+    return dist / "nodes"
 
 
 def boot(name: str, nodes: Path, files: Path, work: Path, **options: object) -> Guest:

@@ -59,18 +59,23 @@ def write_key(root: Path) -> Path:
     return key
 
 
-def build_example_with_backup_image(root: Path, repo: DebRepo, site: str | None = None) -> Path:
-    """The example site (or `site`), pinned with test values, with our backup image (a
-    stand-in from `repo`) pinned and built by `meshseed build --images` under `root`."""
-    key = write_key(root)
-    (root / "site.yaml").write_text(site or EXAMPLE_SITE.read_text())
-    write_test_lock(root)
+def write_backup_image(root: Path, repo: DebRepo) -> None:
+    """images/backup/ under `root`: the stand-in for our backup image, from `repo`."""
     image = root / "images" / "backup"
     (image / "app").mkdir(parents=True)
     (image / "image.yaml").write_text(
         BACKUP_IMAGE_YAML.format(keyring=repo.keyring, url=repo.url, security_url=repo.security_url)
     )
     (image / "app" / "message.txt").write_text(BACKUP_IMAGE_MESSAGE)
+
+
+def build_example_with_backup_image(root: Path, repo: DebRepo, site: str | None = None) -> Path:
+    """The example site (or `site`), pinned with test values, with our backup image (a
+    stand-in from `repo`) pinned and built by `meshseed build --images` under `root`."""
+    key = write_key(root)
+    (root / "site.yaml").write_text(site or EXAMPLE_SITE.read_text())
+    write_test_lock(root)
+    write_backup_image(root, repo)
     for args in (["lock", "--only", "debian"], ["build", "--images"]):
         result = meshseed(*args, cwd=root, master_key=key)
         assert result.returncode == 0, result.stderr

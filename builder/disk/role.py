@@ -167,7 +167,7 @@ def _boot_files(root: Path) -> dict[str, Path]:
 
 
 def _loader_files(scratch: Path, layout: Layout, epoch: int) -> dict[str, Path]:
-    options = f"root=PARTUUID={layout.uuid('root')} rw console=tty0 console=ttyS0,115200"
+    options = f"root=PARTUUID={layout.uuid('root')} ro console=tty0 console=ttyS0,115200"
     texts = {
         "loader/loader.conf": "default meshseed.conf\ntimeout 0\neditor no\n",
         "loader/entries/meshseed.conf": (

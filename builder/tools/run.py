@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,15 @@ def run_tool(
     command: Any = local[argv[0]][list(args)]
     if env is not None:
         command = command.with_env(**env)
-    if stdin is not None:
-        command = command << stdin
-    code, stdout, stderr = command.run(retcode=None, cwd=str(cwd) if cwd else None, timeout=timeout)
+    where = str(cwd) if cwd else None
+    if stdin is None:
+        code, stdout, stderr = command.run(retcode=None, cwd=where, timeout=timeout)
+    else:
+        # Through a pipe: plumbum's `<<` leaves its temporary file open.
+        with command.popen(cwd=where, stdin=subprocess.PIPE) as process:
+            stdout, stderr = process.communicate(stdin.encode(), timeout=timeout)
+            code = process.returncode
+        stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     if code != 0:
         tail = "\n".join(str(stderr).strip().splitlines()[-15:])
         raise MeshseedError(

@@ -70,9 +70,12 @@ def build_project(
     build_args: tuple[str, ...] = ("--airgap",),
     before_lock: Callable[[Path], None] | None = None,
     before_build: Callable[[Path], None] | None = None,
+    rebuild_args: tuple[str, ...] | None = None,
 ) -> Path:
     """Lock and build `site` in `root` (created); `before_lock(root)` and
-    `before_build(root)` run before each. The build's dist/."""
+    `before_build(root)` run before each. With `rebuild_args`, build again so, with no
+    artifact mirror: what the first build fetched is in the store by then, and the rest
+    (Debian packages) comes from its own archive. The build's dist/."""
     root.mkdir()
     if before_lock is not None:
         before_lock(root)
@@ -100,5 +103,10 @@ def build_project(
         if before_build is not None:
             before_build(root)
         result = meshseed("build", *build_args, *pins, cwd=root, master_key=master_key)
+        assert result.returncode == 0, result.stderr
+    if rebuild_args is not None:
+        result = meshseed(
+            "build", *rebuild_args, "--upstream", "upstream.yaml", cwd=root, master_key=master_key
+        )
         assert result.returncode == 0, result.stderr
     return root / "dist"

@@ -1,5 +1,6 @@
 """A VM booted the way a machine boots a flashed disk: UEFI firmware (Debian's OVMF) and
-the disk alone, no kernel given from outside; QEMU under TCG, with no network at all.
+the disk alone, no kernel given from outside; QEMU under TCG, its one NIC on a hub
+of its own: nothing beyond it.
 
 The image holds nothing for tests, so nothing in it powers the guest off: the test waits
 for lines on the serial console and then presses the (ACPI) power button through QEMU's
@@ -30,6 +31,8 @@ class DiskGuest:
     work: Path
     # A raw disk image, booted and written in place.
     disk: Path
+    # The NIC the seed configures, plugged into a hub of its own: a link to nowhere.
+    mac: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -50,7 +53,8 @@ class DiskGuest:
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
         argv += ["-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
         argv += ["-drive", f"file={self.disk},if=virtio,format=raw"]
-        argv += ["-display", "none", "-nic", "none", "-no-reboot", "-serial", f"file:{self.serial}"]
+        argv += ["-netdev", "hubport,id=n0,hubid=0", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+        argv += ["-display", "none", "-no-reboot", "-serial", f"file:{self.serial}"]
         argv += ["-monitor", f"unix:{self.monitor},server=on,wait=off"]
         with (self.work / f"{self.name}.qemu.log").open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)

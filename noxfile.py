@@ -63,6 +63,19 @@ def build_images(session: nox.Session) -> None:
     session.run("meshseed", "build", "--images", *session.posargs)
 
 
+@nox.session(name="build-disks", default=False)
+def build_disks(session: nox.Session) -> None:
+    """Build dist/ with the bootable disk images too (dist/disks/<role>.raw.zst and
+    dist/nodes/<node>/disk.raw.zst): `meshseed build --images --disks`, which fetches every
+    pinned image and binary, so images.lock must pin k3s, Mycelium and the upstream images
+    and their registries must be reachable (or mirrored with --mirror)."""
+    install(session)
+    meshseed = shutil.which("meshseed", path=session.bin)
+    assert meshseed is not None
+    pin_upstream(meshseed, session.log)
+    session.run("meshseed", "build", "--images", "--disks", *session.posargs)
+
+
 def pin_upstream(meshseed: str, say: Callable[[str], object]) -> None:
     """Run `meshseed lock --only upstream` when images.lock does not pin upstream.yaml (our
     images' Debian pins stay as committed). Without the registries the build still makes the
@@ -105,6 +118,15 @@ def repro(session: nox.Session) -> None:
     """Build twice under varied conditions and fail on any differing byte."""
     install(session)
     session.run("python", "tests/reprocheck.py", *session.posargs)
+
+
+@nox.session(name="repro-disks", default=False)
+def repro_disks(session: nox.Session) -> None:
+    """Build the disk images twice (an e2e test site, test doubles for k3s and Mycelium,
+    the committed Debian pins) under varied conditions and fail on any differing byte;
+    also part of `nox -s e2e`. Slow: two root file systems from scratch."""
+    install(session, "test")
+    session.run("pytest", "-m", "e2e", "tests/e2e/test_disk_boot.py", "-k", "repeat_byte_for_byte")
 
 
 @nox.session(default=False)

@@ -1,9 +1,12 @@
 """A role's bootable disk image: the nodes' root file system plus what the role runs.
 
-The root gets the pinned k3s and Mycelium (installed, and as node-setup's local payload,
-so that it never downloads them), the role's air-gap bundle where k3s imports images at
-start, and the datasource setting that makes cloud-init read only the seed. The output is
-the image in three zstd frames (see layout.py), each with the sha256 of its raw bytes.
+The root gets the pinned k3s, its install script and Mycelium as node-setup's local
+payload (/usr/lib/meshseed/payload: node-setup checks and installs them from there, as
+from a payload disk, and downloads nothing), the role's air-gap bundle and our images
+where k3s imports images at start (hard links to the payload's copies: one copy of the
+bytes on the disk), and the datasource setting that makes cloud-init read only the seed.
+The output is the image in three zstd frames (see layout.py), each with the sha256 of
+its raw bytes.
 """
 
 from __future__ import annotations
@@ -106,14 +109,6 @@ def _link(root: Path, existing: str, relative: str) -> None:
     os.link(root / existing, target)
 
 
-def _mycelium_binary(archive: Path) -> bytes:
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("mycelium")
-        if member is None:
-            raise MeshseedError(f"{archive}: the Mycelium archive holds no mycelium binary")
-        return member.read()
-
-
 def _stage_role(ctx: BuildContext, root: Path, layout_uuid: str) -> None:
     epoch = ctx.inputs["epoch"]
     _add(
@@ -124,9 +119,6 @@ def _stage_role(ctx: BuildContext, root: Path, layout_uuid: str) -> None:
         stored = single_file(ctx.dep(dep))
         executable = name in {"k3s", "k3s-install.sh"}
         _add(root, f"{PAYLOAD_DIR}/{name}", ctx.dep(dep) / stored.path, 0o755 if executable else 0o644, epoch)
-    _link(root, f"{PAYLOAD_DIR}/k3s", "usr/local/bin/k3s")
-    mycelium = _mycelium_binary(root / PAYLOAD_DIR / "mycelium.tar.gz")
-    _add(root, "usr/local/bin/mycelium", mycelium, 0o755, epoch)
     for dep in ctx.inputs["images"]:
         stored = single_file(ctx.dep(dep))
         name = stored.staged_name if dep.startswith("airgap-") else Path(stored.path).name

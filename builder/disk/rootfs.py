@@ -24,9 +24,6 @@ from builder.tools.dpkg_query import installed_version
 
 ROOTFS_FILE = "rootfs.tar"
 SUITE = "bookworm"
-# The root's file system type, before the kernel's package makes the initramfs: its hook
-# adds the fsck for what /etc/fstab says "/" is. The role image writes the real fstab.
-ESSENTIAL_HOOKS = ('printf "/dev/root / ext4 defaults 0 1\\n" > "$1/etc/fstab"',)
 # The machine-specific files mmdebstrap copies from the build host or packages generate.
 HOOKS = (
     'rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub',
@@ -42,7 +39,6 @@ def rootfs_derivation(closure: PinnedClosure, epoch: int, artifacts: Downloader)
         inputs={
             "suite": SUITE,
             "packages": [dataclasses.asdict(package) for package in closure.packages],
-            "essential_hooks": list(ESSENTIAL_HOOKS),
             "hooks": list(HOOKS),
             "epoch": epoch,
             "tools": {"mmdebstrap": installed_version("mmdebstrap"), "dpkg": installed_version("dpkg")},
@@ -68,6 +64,5 @@ def build_rootfs(ctx: BuildContext) -> None:
             packages=[p["name"] for p in packages],
             target=ctx.out / ROOTFS_FILE,
             epoch=ctx.inputs["epoch"],
-            essential_hooks=ctx.inputs["essential_hooks"],
             hooks=ctx.inputs["hooks"],
         )

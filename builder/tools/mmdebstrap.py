@@ -22,17 +22,14 @@ def install_tarball(
     packages: Sequence[str],
     target: Path,
     epoch: int,
-    essential_hooks: Sequence[str] = (),
     hooks: Sequence[str] = (),
 ) -> None:
     """Install exactly `packages` (the custom variant: no others, no Recommends) from
     `source` into the tarball `target`. mmdebstrap's output repeats byte for byte when
     SOURCE_DATE_EPOCH is set; the environment is otherwise pinned here so that the build
-    machine's locale and time zone do not reach maintainer scripts. `essential_hooks` run
-    once the Essential packages are in, before the others' maintainer scripts; `hooks`
-    at the end."""
+    machine's locale and time zone do not reach maintainer scripts. `hooks` run
+    at the end, in the finished tree."""
     args = ["--mode=root", "--variant=custom", "--format=tar", f"--include={','.join(packages)}"]
-    args += [f"--essential-hook={hook}" for hook in essential_hooks]
     args += [f"--customize-hook={hook}" for hook in hooks]
     args += [suite, str(target), source]
     env = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,22 @@ def tag_image(registry: Registry, image: TestImage, tag: str) -> None:
     ).raise_for_status()
 
 
+def artifacts_of(root: Path) -> Path:
+    """Where the artifact server's files for the project in `root` are."""
+    return root.parent / f"{root.name}-artifacts"
+
+
+def mirror_options(registry: Registry, artifact_url: str) -> list[str]:
+    return [
+        "--upstream",
+        "upstream.yaml",
+        "--mirror",
+        f"{REGISTRY}={registry.url}",
+        "--artifact-mirror",
+        artifact_url,
+    ]
+
+
 def build_project(
     root: Path,
     *,
@@ -85,7 +102,7 @@ def build_project(
     (root / "upstream.yaml").write_text(UPSTREAM)
     nodes = json.loads(meshseed("nodes", "--json", cwd=root, master_key=master_key).stdout)
     routes = {n["public_ipv6"]: n["overlay_address"] for n in nodes}
-    artifacts = root.parent / f"{root.name}-artifacts"
+    artifacts = artifacts_of(root)
     files = {
         K3S_PATH: K3S.encode(),
         INSTALL_PATH: INSTALL.encode(),
@@ -96,17 +113,18 @@ def build_project(
         (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)
         (artifacts / relative).write_bytes(data)
     with serve_directory(artifacts) as artifact_url:
-        pins = ["--upstream", "upstream.yaml", "--mirror", f"{REGISTRY}={registry.url}"]
-        pins += ["--artifact-mirror", artifact_url]
+        pins = mirror_options(registry, artifact_url)
         result = meshseed("lock", *pins, cwd=root, master_key=master_key)
         assert result.returncode == 0, result.stderr
         if before_build is not None:
             before_build(root)
-        result = meshseed("build", *build_args, *pins, cwd=root, master_key=master_key)
-        assert result.returncode == 0, result.stderr
+        build(root, master_key, *build_args, *pins)
     if rebuild_args is not None:
-        result = meshseed(
-            "build", *rebuild_args, "--upstream", "upstream.yaml", cwd=root, master_key=master_key
-        )
-        assert result.returncode == 0, result.stderr
+        build(root, master_key, *rebuild_args, "--upstream", "upstream.yaml")
     return root / "dist"
+
+
+def build(root: Path, master_key: Path, *args: str, **options: Any) -> None:
+    """`meshseed build args` in `root`; disk images take minutes."""
+    result = meshseed("build", *args, cwd=root, master_key=master_key, timeout=2400, **options)
+    assert result.returncode == 0, result.stderr

@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,10 +26,10 @@ import yaml
 from builder.lock.disk_spec import DISK_SPEC, LOCK_NAME
 from builder.lock.file import read_lock, write_lock
 from tests.conftest import REPO, TEST_MASTER_KEY
-from tests.e2e.project import SITE, build_project
+from tests.e2e.project import SITE, artifacts_of, build, build_project, mirror_options
 from tests.e2e.uefi import DiskGuest, debugfs, decompress, exists, partitions, read
 from tests.integration.cli import meshseed
-from tests.integration.debian_fixtures import DebRepo
+from tests.integration.debian_fixtures import DebRepo, serve_directory
 from tests.integration.generated import named, write_backup_image
 from tests.integration.oci_fixtures import Registry, TestImage
 
@@ -162,3 +163,33 @@ def test_a_node_image_is_its_role_image_with_its_seed_in_the_slot(
     iso = (dist / "nodes" / "s2" / "seed.iso").read_bytes()
     assert node[start : start + len(iso)] == iso and not any(role[start:end])
     assert (dist / "nodes" / "s2" / "disk.raw.zst").stat().st_mode & 0o777 == 0o600
+
+
+def test_disk_images_repeat_byte_for_byte(
+    project: tuple[Path, Path], tmp_path: Path, registry: Registry
+) -> None:
+    """A second build from an empty store, elsewhere, under another time zone, locale,
+    umask, host name and wall clock, makes the same role and node images."""
+    root, dist = project
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    for name in ("site.yaml", "upstream.yaml", "images.lock"):
+        shutil.copyfile(root / name, elsewhere / name)
+    for folder in ("images", "disks"):
+        shutil.copytree(root / folder, elsewhere / folder)
+    key = root.parent / "keys" / "master.key"
+    store = str(tmp_path / "store")
+    env = {"TZ": "Pacific/Chatham", "LANG": "tr_TR.UTF-8", "LC_ALL": "tr_TR.UTF-8", "PYTHONHASHSEED": "4242"}
+    varied: dict[str, Any] = {"env": env, "preexec_fn": lambda: os.umask(0o077) and None}
+    if shutil.which("unshare") and os.geteuid() == 0:
+        varied["wrapper"] = ("unshare", "--uts", "sh", "-c", 'hostname repro-elsewhere && exec "$@"', "sh")
+    with serve_directory(artifacts_of(root)) as artifact_url:
+        build(elsewhere, key, "--airgap", "--store", store, *mirror_options(registry, artifact_url), **varied)
+    build(elsewhere, key, "--disks", "--images", "--store", store, "--upstream", "upstream.yaml", **varied)
+    images = sorted(
+        path.relative_to(dist).as_posix()
+        for path in [*dist.glob("disks/*.raw.zst"), *dist.glob("nodes/*/disk.raw.zst")]
+    )
+    assert len(images) == 2 + 4, images
+    for name in images:
+        assert file_sha256(elsewhere / "dist" / name) == file_sha256(dist / name), name

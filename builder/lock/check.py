@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from builder.errors import MeshseedError, Problem, bad_input
+from builder.lock.disk_spec import DISK_SPEC
 from builder.lock.model import Lock
 from builder.lock.requests import DebianRequest
 from builder.lock.upstream import REQUIRED_PLATFORM, Upstream
@@ -83,4 +84,6 @@ def check_own_names(upstream: Upstream, ours: list[str], upstream_path: Path) ->
 
 
 def stale_lock_error(problems: list[Problem], lock_path: Path) -> MeshseedError:
-    return MeshseedError(f"{lock_path}: does not match images/upstream.yaml", problems=problems)
+    return MeshseedError(
+        f"{lock_path}: does not match what it pins (images/, {DISK_SPEC})", problems=problems
+    )

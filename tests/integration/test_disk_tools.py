@@ -104,7 +104,9 @@ def test_the_partition_table_puts_the_root_last_with_fixed_ids(tmp_path: Path) -
         stream.truncate(layout.size)
     sfdisk.write_gpt(disk, layout.sfdisk_script())
     table = json.loads(
-        subprocess.run([require("sfdisk", "fdisk"), "--json", str(disk)], capture_output=True, check=True).stdout
+        subprocess.run(
+            [require("sfdisk", "fdisk"), "--json", str(disk)], capture_output=True, check=True
+        ).stdout
     )["partitiontable"]
     parts = {p["name"]: p for p in table["partitions"]}
     assert [p["name"] for p in table["partitions"]] == ["esp", "seed", "root"]

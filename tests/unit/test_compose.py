@@ -44,7 +44,9 @@ def test_joined_frames_decompress_to_the_parts_in_order(outputs: dict[str, Path]
     composite = recipe(outputs, tmp_path)
     joined = io.BytesIO()
     join(composite, outputs, joined)
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(joined.getvalue()), read_across_frames=True)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        io.BytesIO(joined.getvalue()), read_across_frames=True
+    )
     assert reader.read() == HEAD + SEED + TAIL
     assert composite.size == len(joined.getvalue()) and composite.private
 

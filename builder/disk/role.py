@@ -17,7 +17,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from builder.det.compress import compressor_versions, zstd_writer
@@ -70,6 +70,8 @@ def role_disk_derivation(
         inputs={
             "role": role,
             "epoch": epoch,
+            # Shared with the seeds' node-setup (render/node.py), which is not in CODE.
+            "payload_dir": PAYLOAD_DIR,
             "binaries": {name: dep.name for name, dep in sorted(binaries.items())},
             "images": [dep.name for dep in images],
             "tools": {
@@ -90,7 +92,14 @@ def _extract(archive: Path, root: Path) -> None:
         tar.extractall(root, numeric_owner=True, filter="fully_trusted")
 
 
-def _add(root: Path, relative: str, data: bytes | Path, mode: int, epoch: int) -> Path:
+def _pin_parents(root: Path, relative: str, epoch: int) -> None:
+    """Adding a name to a directory sets its mtime to now, which mke2fs -d would copy."""
+    for parent in PurePosixPath(relative).parents:
+        if str(parent) != ".":
+            os.utime(root / parent, (epoch, epoch))
+
+
+def _add(root: Path, relative: str, data: bytes | Path, mode: int, epoch: int) -> None:
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, Path):
@@ -99,14 +108,15 @@ def _add(root: Path, relative: str, data: bytes | Path, mode: int, epoch: int) -
         target.write_bytes(data)
     target.chmod(mode)
     os.utime(target, (epoch, epoch))
-    return target
+    _pin_parents(root, relative, epoch)
 
 
-def _link(root: Path, existing: str, relative: str) -> None:
+def _link(root: Path, existing: str, relative: str, epoch: int) -> None:
     """A second name for a file of the image: one copy of its bytes on the disk."""
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     os.link(root / existing, target)
+    _pin_parents(root, relative, epoch)
 
 
 def _stage_role(ctx: BuildContext, root: Path, layout_uuid: str) -> None:
@@ -123,15 +133,7 @@ def _stage_role(ctx: BuildContext, root: Path, layout_uuid: str) -> None:
         stored = single_file(ctx.dep(dep))
         name = stored.staged_name if dep.startswith("airgap-") else Path(stored.path).name
         _add(root, f"{PAYLOAD_DIR}/{name}", ctx.dep(dep) / stored.path, 0o644, epoch)
-        _link(root, f"{PAYLOAD_DIR}/{name}", f"{K3S_IMAGES_DIR}/{name}")
-    for directory in [
-        root / PAYLOAD_DIR,
-        *(root / PAYLOAD_DIR).parents,
-        root / K3S_IMAGES_DIR,
-        *(root / K3S_IMAGES_DIR).parents,
-    ]:
-        if directory.is_relative_to(root) and directory != root:
-            os.utime(directory, (epoch, epoch))
+        _link(root, f"{PAYLOAD_DIR}/{name}", f"{K3S_IMAGES_DIR}/{name}", epoch)
 
 
 def _tree_size(root: Path) -> int:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -103,9 +104,11 @@ def test_the_server_boots_its_flashed_disk_into_mycelium_and_k3s(
     # own payload.
     setup_log = read(disk, "/var/log/meshseed-setup.log").decode()
     assert "download" not in setup_log and "payload disk" not in setup_log, setup_log
-    # In order: the firewall (Mycelium's unit requires it, so Mycelium ran only once it
-    # loaded), Mycelium, then k3s's install and k3s.
-    assert exists(disk, "/etc/systemd/system/meshseed-firewall.service")
+    # In order: the host firewall loaded (Mycelium's unit requires it), Mycelium, then
+    # k3s's install script and k3s.
+    firewall = re.search(r"Finished .{0,20}meshseed-firewall", console)
+    mycelium = re.search(r"Started .{0,20}mycelium\.service", console)
+    assert firewall and mycelium and firewall.start() < mycelium.start(), console[-3000:]
     mycelium_started = float(read(disk, "/var/lib/mycelium/order.log").decode().split()[1])
     k3s_log = read(disk, "/var/lib/meshseed-test/order.log").decode().splitlines()
     install_started, k3s_started = float(k3s_log[0].split()[1]), float(k3s_log[1].split()[1])

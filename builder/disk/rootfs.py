@@ -28,6 +28,9 @@ SUITE = "bookworm"
 HOOKS = (
     'rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub',
     'rm -f "$1/etc/hostname" "$1/etc/resolv.conf" "$1/initrd.img.old" "$1/vmlinuz.old"',
+    # The built-in locale, as Debian's cloud images set it: cloud-init then keeps it and
+    # generates none (it would ask for en_US.UTF-8, which nothing here has generated).
+    'echo LANG=C.UTF-8 > "$1/etc/default/locale"',
 )
 CODE = ("disk/rootfs.py", "debian", "tools/mmdebstrap.py", "tools/run.py")
 

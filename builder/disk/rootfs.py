@@ -31,6 +31,11 @@ HOOKS = (
     # The built-in locale, as Debian's cloud images set it: cloud-init then keeps it and
     # generates none (it would ask for en_US.UTF-8, which nothing here has generated).
     'echo LANG=C.UTF-8 > "$1/etc/default/locale"',
+    # A node's apt sources for later updates: Debian's own, not the build's local archive
+    # (whose path differs from build to build).
+    'printf "deb http://deb.debian.org/debian bookworm main\\n'
+    "deb http://deb.debian.org/debian bookworm-updates main\\n"
+    'deb http://deb.debian.org/debian-security bookworm-security main\\n" > "$1/etc/apt/sources.list"',
 )
 CODE = ("disk/rootfs.py", "debian", "tools/mmdebstrap.py", "tools/run.py")
 

@@ -4,12 +4,14 @@ registry and a local artifact server that serves the k3s and Mycelium test doubl
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.conftest import REPO
 from tests.e2e.doubles import INSTALL, K3S, mycelium_archive
 from tests.integration.cli import meshseed
 from tests.integration.debian_fixtures import serve_directory
@@ -59,6 +61,11 @@ def tag_image(registry: Registry, image: TestImage, tag: str) -> None:
     httpx.put(
         f"{url}/{tag}", content=manifest.content, headers={"Content-Type": image.media_type}, timeout=30
     ).raise_for_status()
+
+
+def e2e_store() -> Path:
+    """The store the e2e session keeps between runs (the guest disk, the disks' rootfs)."""
+    return Path(os.environ.get("MESHSEED_E2E_STORE", REPO / ".meshseed" / "e2e-store"))
 
 
 def artifacts_of(root: Path) -> Path:

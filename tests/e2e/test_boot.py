@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from builder.det.iso9660 import IsoFile, write_iso
-from tests.conftest import REPO
 from tests.e2e.doubles import K3S
 from tests.e2e.guest import guest
-from tests.e2e.project import SITE, build_project
+from tests.e2e.project import SITE, build_project, e2e_store
 from tests.e2e.vm import Guest, wait_all
 from tests.integration.cli import meshseed
 from tests.integration.oci_fixtures import Registry, TestImage
@@ -33,8 +31,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def guest_files() -> Path:
-    store = Path(os.environ.get("MESHSEED_E2E_STORE", REPO / ".meshseed" / "e2e-store"))
-    return guest(store)
+    return guest(e2e_store())
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import yaml
 from builder.lock.disk_spec import DISK_SPEC, LOCK_NAME
 from builder.lock.file import read_lock, write_lock
 from tests.conftest import REPO, TEST_MASTER_KEY
-from tests.e2e.project import SITE, artifacts_of, build, build_project, mirror_options
+from tests.e2e.project import SITE, artifacts_of, build, build_project, e2e_store, mirror_options
 from tests.e2e.uefi import DiskGuest, debugfs, decompress, exists, partitions, read
 from tests.integration.cli import meshseed
 from tests.integration.debian_fixtures import DebRepo, serve_directory
@@ -65,7 +65,7 @@ def project(
     key.write_bytes(TEST_MASTER_KEY)
     key.chmod(0o600)
     # The disks' root file system takes minutes: the e2e guest's store keeps it between runs.
-    store = Path(os.environ.get("MESHSEED_E2E_STORE", REPO / ".meshseed" / "e2e-store"))
+    store = e2e_store()
     dist = build_project(
         base / "project",
         site=SITE,

@@ -77,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
     receive.add_argument("--listen", default="::", help="the address to listen on (default ::)")
     receive.add_argument("--port", type=int, required=True)
     receive.add_argument("--out", type=Path, required=True, help="the etcd backup tree")
-    receive.add_argument("--metrics", type=Path, help="directory for the last-snapshot metric (node-exporter)")
+    receive.add_argument(
+        "--metrics", type=Path, help="directory for the last-snapshot metric (node-exporter)"
+    )
 
     check_ = commands.add_parser("verify", help="re-hash every file of a snapshot against its manifest")
     check_.add_argument("snapshot", type=Path)
@@ -90,6 +92,16 @@ def parser() -> argparse.ArgumentParser:
         rotate.add_argument(f"--{rule}", type=int, default=default, metavar="N")
     rotate.add_argument("--dry-run", action="store_true")
     return root
+
+
+def receive(args: argparse.Namespace) -> int:
+    """Serve until stopped; the token comes from the environment, never the command line."""
+    token = os.environ.get("ETCD_SNAPSHOT_TOKEN", "")
+    if len(token) < 32:
+        print("backup: etcd-receive needs ETCD_SNAPSHOT_TOKEN (32 characters or more)", file=sys.stderr)
+        return BAD_INPUT
+    serve(args.listen, args.port, args.out, token, args.metrics)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,16 +134,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"backup: restored {', '.join(names)} from {args.snapshot}")
         return 0
     if args.command == "etcd-receive":
-        token = os.environ.get("ETCD_SNAPSHOT_TOKEN", "")
-        if len(token) < 32:
-            print("backup: etcd-receive needs ETCD_SNAPSHOT_TOKEN (32 characters or more)", file=sys.stderr)
-            return BAD_INPUT
-        serve(args.listen, args.port, args.out, token, args.metrics)
-        return 0
+        return receive(args)
     if args.command == "verify":
         manifest = verify(args.snapshot)
         print(f"backup: {args.snapshot} is intact ({len(manifest['files'])} files)")
         return 0
+    return rotate(args)
+
+
+def rotate(args: argparse.Namespace) -> int:
     if min(args.daily, args.weekly, args.monthly) < 0:
         print("backup: retention counts cannot be negative", file=sys.stderr)
         return BAD_INPUT

@@ -26,11 +26,25 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
-from backup_agent.snapshot import SnapshotError, SnapshotWriter, complete_snapshots, locked, member, read_manifest
+from backup_agent.snapshot import (
+    NAME_FORMAT,
+    SnapshotError,
+    SnapshotWriter,
+    complete_snapshots,
+    locked,
+    member,
+    read_manifest,
+)
 
 KIND = "etcd"
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 # k3s's names: <base>-<node>-<unix time>, and .zip when compressed.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}-(?P<time>\d{9,11})(?P<zip>\.zip)?$")
 HASH_SIZE = 32
@@ -46,7 +60,9 @@ def taken_at(name: str) -> dt.datetime:
     """The time k3s put into a snapshot's name; SnapshotError for another name."""
     match = NAME.match(name)
     if not match:
-        raise SnapshotError(f"{name!r} is not the name of a k3s etcd snapshot (<name>-<node>-<unix time>[.zip])")
+        raise SnapshotError(
+            f"{name!r} is not the name of a k3s etcd snapshot (<name>-<node>-<unix time>[.zip])"
+        )
     return dt.datetime.fromtimestamp(int(match["time"]), dt.UTC)
 
 
@@ -58,7 +74,9 @@ def check_snapshot(path: Path) -> None:
             with zipfile.ZipFile(path) as archive:
                 members = archive.infolist()
                 if len(members) != 1 or members[0].is_dir():
-                    raise SnapshotError(f"{path.name}: a zipped etcd snapshot holds one file, not {len(members)}")
+                    raise SnapshotError(
+                        f"{path.name}: a zipped etcd snapshot holds one file, not {len(members)}"
+                    )
                 with archive.open(members[0]) as stream:
                     _check_stream(stream, members[0].file_size, path.name)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
@@ -68,7 +86,7 @@ def check_snapshot(path: Path) -> None:
         _check_stream(stream, path.stat().st_size, path.name)
 
 
-def _check_stream(stream: BinaryIO, size: int, name: str) -> None:
+def _check_stream(stream: Readable, size: int, name: str) -> None:
     if size < PAGE + HASH_SIZE or size % PAGE != HASH_SIZE:
         raise SnapshotError(
             f"{name}: {size} bytes is not the size of an etcd snapshot with its sha256 (512n + 32):"
@@ -82,7 +100,9 @@ def _check_stream(stream: BinaryIO, size: int, name: str) -> None:
         digest.update(chunk)
         left -= len(chunk)
     if stream.read(HASH_SIZE + 1) != digest.digest():
-        raise SnapshotError(f"{name}: its database does not match the sha256 at its end: the snapshot is damaged")
+        raise SnapshotError(
+            f"{name}: its database does not match the sha256 at its end: the snapshot is damaged"
+        )
 
 
 def newest(directory: Path) -> Path:
@@ -98,7 +118,7 @@ def newest(directory: Path) -> Path:
     return max(found)[2]
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """What the receiver answers a sender it turns away: an HTTP status and why."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -113,27 +133,31 @@ def authorized(header: str | None, token: str) -> bool:
 
 def receive(
     root: Path,
+    *,
     name: str,
     sha256: str,
     size: int,
-    body: BinaryIO,
+    body: Readable,
     now: dt.datetime,
 ) -> tuple[Path, dt.datetime]:
     """Store one snapshot read from `body` as a complete snapshot under `root`; returns it
-    and the time k3s took it. Refused (nothing is left behind) if anything is off."""
+    and the time k3s took it. RefusedError (nothing is left behind) if anything is off."""
     try:
         taken = taken_at(name)
     except SnapshotError as error:
-        raise Refused(400, str(error)) from None
+        raise RefusedError(400, str(error)) from None
     if taken > now + CLOCK_SKEW:
-        raise Refused(400, f"{name} is dated {taken.isoformat()}, after now")
+        raise RefusedError(400, f"{name} is dated {taken.isoformat()}, after now")
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise Refused(400, "X-Snapshot-Sha256 must be 64 lowercase hex digits")
+        raise RefusedError(400, "X-Snapshot-Sha256 must be 64 lowercase hex digits")
     if not 0 < size <= MAX_SIZE:
-        raise Refused(413, f"a snapshot of {size} bytes is refused (at most {MAX_SIZE})")
+        raise RefusedError(413, f"a snapshot of {size} bytes is refused (at most {MAX_SIZE})")
     old_umask = os.umask(0o077)
     try:
         with locked(root):
+            # Two snapshots in one second (a retried Job) are both kept, a second apart.
+            while (root / now.astimezone(dt.UTC).strftime(NAME_FORMAT)).exists():
+                now += dt.timedelta(seconds=1)
             writer = SnapshotWriter(root, now)
             try:
                 _copy(writer, name, body, size, sha256)
@@ -149,7 +173,7 @@ def receive(
                 )
             except SnapshotError as error:
                 shutil.rmtree(writer.path, ignore_errors=True)
-                raise Refused(422, str(error)) from None
+                raise RefusedError(422, str(error)) from None
             except BaseException:
                 shutil.rmtree(writer.path, ignore_errors=True)
                 raise
@@ -158,7 +182,7 @@ def receive(
     return final, taken
 
 
-def _copy(writer: SnapshotWriter, name: str, body: BinaryIO, size: int, sha256: str) -> None:
+def _copy(writer: SnapshotWriter, name: str, body: Readable, size: int, sha256: str) -> None:
     with writer.create(name) as out:
         left = size
         while left:

@@ -37,10 +37,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     timeout = TIMEOUT
     server_version = "meshseed-backup"
 
-    def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
+    def do_PUT(self) -> None:
         try:
             self._store()
-        except etcd.Refused as refused:
+        except etcd.RefusedError as refused:
             self._answer(refused.status, str(refused))
         except OSError as error:
             # A sender that went away or stalled, or a full disk: the partial snapshot is gone.
@@ -49,19 +49,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _store(self) -> None:
         if self.path != PATH:
-            raise etcd.Refused(404, f"only PUT {PATH}")
+            raise etcd.RefusedError(404, f"only PUT {PATH}")
         if not etcd.authorized(self.headers.get("Authorization"), self.server.token):
-            raise etcd.Refused(401, "a valid token is needed")
+            raise etcd.RefusedError(401, "a valid token is needed")
         if self.headers.get("Transfer-Encoding"):
-            raise etcd.Refused(411, "send a Content-Length, not a chunked body")
+            raise etcd.RefusedError(411, "send a Content-Length, not a chunked body")
         try:
             size = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            raise etcd.Refused(411, "a Content-Length is needed") from None
+            raise etcd.RefusedError(411, "a Content-Length is needed") from None
         name = self.headers.get("X-Snapshot-Name", "")
         sha256 = self.headers.get("X-Snapshot-Sha256", "")
         now = dt.datetime.now(dt.UTC)
-        snapshot, taken = etcd.receive(self.server.root, name, sha256, size, self.rfile, now)
+        snapshot, taken = etcd.receive(
+            self.server.root, name=name, sha256=sha256, size=size, body=self.rfile, now=now
+        )
         if self.server.metrics:
             # When k3s took the newest snapshot here, not when it arrived: the alert is about
             # how old the cluster state we could restore is.
@@ -81,7 +83,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+    def log_message(self, format: str, *args: object) -> None:
         # Our own lines say what happened; the request lines would only repeat them.
         pass
 

@@ -49,6 +49,19 @@ KUBELET_SYSCTLS = {
 }
 
 
+# k3s's scheduled etcd snapshots on every server (docs.k3s.io/cli/etcd-snapshot), in the
+# servers' system time (UTC on our images): every six hours, the last two days kept on the
+# server, zipped. k3s writes them 0600 root under /var/lib/rancher/k3s/server, which is
+# private (0700). The backup node keeps its own generations (backups.retention).
+ETCD_SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots"
+ETCD_SNAPSHOTS: dict[str, Any] = {
+    "etcd-snapshot-schedule-cron": "0 */6 * * *",
+    "etcd-snapshot-retention": 8,
+    "etcd-snapshot-dir": ETCD_SNAPSHOT_DIR,
+    "etcd-snapshot-compress": True,
+}
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """Per-site facts every seed needs: identities of all nodes, and the first server."""
@@ -112,6 +125,12 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
                 "secrets-encryption": True,
             }
         )
+        # --- etcd snapshots (issue 21, item 4) ---------------------------------------
+        # Every server snapshots etcd on its own; the etcd-snapshot-send CronJob
+        # (components/backup.py) sends the newest one of the server it runs on to the
+        # backup node. The directory is k3s's default, written out because that CronJob
+        # mounts it.
+        config.update(ETCD_SNAPSHOTS)
     if node.name == plan.first_server.name:
         config["cluster-init"] = True
     else:

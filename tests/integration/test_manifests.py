@@ -217,7 +217,16 @@ def test_workloads_are_pinned_hardened_and_accounted(example: Path) -> None:
     assert (
         namespaces
         == deny
-        == {"openedx", "couchdb", "edge", "media", "monitoring", "monitoring-host", "backup"}
+        == {
+            "openedx",
+            "couchdb",
+            "edge",
+            "media",
+            "monitoring",
+            "monitoring-host",
+            "backup",
+            "etcd-snapshots",
+        }
     )
 
 
@@ -335,6 +344,7 @@ def test_with_our_backup_image_built_couchdb_is_backed_up_and_rotated(
         "/backups/mysql",
         "/backups/mongodb",
         "/backups/garage",
+        "/backups/etcd",
     ]
     # One group owns the archive, whichever image a job runs.
     jobs = [
@@ -379,9 +389,11 @@ def test_every_namespace_states_its_pod_security_profile(example: Path) -> None:
             ]
         else:
             assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    # Only node-exporter's namespace and the edge's hostPorts need more, each with a reason.
-    assert sorted(privileged) == ["edge", "monitoring-host"]
+    # Only node-exporter's namespace, the edge's hostPorts and the etcd snapshots' sender
+    # (k3s's snapshots, read as root) need more, each with a reason.
+    assert sorted(privileged) == ["edge", "etcd-snapshots", "monitoring-host"]
     assert "hostNetwork" in privileged["monitoring-host"] and "hostPort" in privileged["edge"]
+    assert "hostPath" in privileged["etcd-snapshots"]
     # node-exporter is all that runs there.
     workloads = {
         doc["metadata"]["name"]

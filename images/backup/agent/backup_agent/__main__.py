@@ -1,4 +1,5 @@
-"""Command line of the backup agent: dump, restore, verify and rotate CouchDB snapshots.
+"""Command line of the backup agent: dump, restore, verify and rotate CouchDB snapshots,
+and receive the servers' etcd snapshots.
 
 Exit status: 0 on success, 1 when something failed, 2 for bad input (as argparse does).
 Credentials come from the URL or COUCHDB_USER/COUCHDB_PASSWORD and are never printed.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from backup_agent import __version__
 from backup_agent.contents import verify
 from backup_agent.couch import FIRST_CONTACT_SECONDS, Couch, CouchError
 from backup_agent.dump import dump_server
+from backup_agent.receiver import serve
 from backup_agent.restore import NotEmptyError, restore
 from backup_agent.rotation import Retention, rotate_tree
 from backup_agent.snapshot import SnapshotError, write_metric
@@ -68,6 +71,16 @@ def parser() -> argparse.ArgumentParser:
     back.add_argument("--db", help="only this database")
     back.add_argument("--force", action="store_true", help="restore into databases that hold documents")
 
+    receive = commands.add_parser(
+        "etcd-receive", help="store the etcd snapshots the servers send (token: ETCD_SNAPSHOT_TOKEN)"
+    )
+    receive.add_argument("--listen", default="::", help="the address to listen on (default ::)")
+    receive.add_argument("--port", type=int, required=True)
+    receive.add_argument("--out", type=Path, required=True, help="the etcd backup tree")
+    receive.add_argument(
+        "--metrics", type=Path, help="directory for the last-snapshot metric (node-exporter)"
+    )
+
     check_ = commands.add_parser("verify", help="re-hash every file of a snapshot against its manifest")
     check_.add_argument("snapshot", type=Path)
 
@@ -79,6 +92,16 @@ def parser() -> argparse.ArgumentParser:
         rotate.add_argument(f"--{rule}", type=int, default=default, metavar="N")
     rotate.add_argument("--dry-run", action="store_true")
     return root
+
+
+def receive(args: argparse.Namespace) -> int:
+    """Serve until stopped; the token comes from the environment, never the command line."""
+    token = os.environ.get("ETCD_SNAPSHOT_TOKEN", "")
+    if len(token) < 32:
+        print("backup: etcd-receive needs ETCD_SNAPSHOT_TOKEN (32 characters or more)", file=sys.stderr)
+        return BAD_INPUT
+    serve(args.listen, args.port, args.out, token, args.metrics)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +133,16 @@ def run(args: argparse.Namespace) -> int:
         names = restore(Couch(args.url), args.snapshot, only=args.db, force=args.force)
         print(f"backup: restored {', '.join(names)} from {args.snapshot}")
         return 0
+    if args.command == "etcd-receive":
+        return receive(args)
     if args.command == "verify":
         manifest = verify(args.snapshot)
         print(f"backup: {args.snapshot} is intact ({len(manifest['files'])} files)")
         return 0
+    return rotate(args)
+
+
+def rotate(args: argparse.Namespace) -> int:
     if min(args.daily, args.weekly, args.monthly) < 0:
         print("backup: retention counts cannot be negative", file=sys.stderr)
         return BAD_INPUT

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from backup_agent import etcd
 from backup_agent.snapshot import SnapshotError, check_files, member, read_manifest
 
 # How a line of the snapshot's compact JSON shows a design document or attachments. Restore
@@ -30,6 +31,8 @@ def verify(snapshot: Path) -> dict[str, Any]:
     manifest = read_manifest(snapshot)
     check_files(snapshot, manifest)
     check_references(snapshot, manifest)
+    if manifest.get("kind") == etcd.KIND:
+        etcd.check_contents(snapshot, manifest)
     return manifest
 
 

@@ -99,9 +99,18 @@ def _pin_parents(root: Path, relative: str, epoch: int) -> None:
             os.utime(root / parent, (epoch, epoch))
 
 
+def _make_parents(root: Path, relative: str) -> None:
+    """The folders above `relative`, made 0755 whatever the umask (mke2fs copies modes)."""
+    for parent in reversed(PurePosixPath(relative).parents):
+        folder = root / parent
+        if str(parent) != "." and not folder.exists():
+            folder.mkdir()
+            folder.chmod(0o755)
+
+
 def _add(root: Path, relative: str, data: bytes | Path, mode: int, epoch: int) -> None:
     target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parents(root, relative)
     if isinstance(data, Path):
         shutil.copyfile(data, target)
     else:
@@ -114,7 +123,7 @@ def _add(root: Path, relative: str, data: bytes | Path, mode: int, epoch: int) -
 def _link(root: Path, existing: str, relative: str, epoch: int) -> None:
     """A second name for a file of the image: one copy of its bytes on the disk."""
     target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parents(root, relative)
     os.link(root / existing, target)
     _pin_parents(root, relative, epoch)
 

@@ -144,8 +144,9 @@ def remove_from_cluster(target: SshTarget, lost: Node, through: Node) -> Removal
         log.info("deleting node %s (Ready: %s) through %s", name, state, through.name)
         # Waits for k3s's finalizer, which removes a server's etcd member.
         kubectl(target, "delete", "node", name, "--wait=true", f"--timeout={DELETE_TIMEOUT}")
-    # k3s cleans the node password up with the Node; a Node deleted earlier by force may
-    # have left it, and a new machine with another password would be refused.
+    # k3s cleans the node password up with the Node (docs.k3s.io, Architecture: "How Agent
+    # Node Registration Works"); a Node deleted earlier by force may have left it behind,
+    # and a new machine, with a password of its own, would be refused under the old name.
     kubectl(
         target, "-n", "kube-system", "delete", "secret", f"{name}.node-password.k3s", "--ignore-not-found"
     )

@@ -384,6 +384,17 @@ def cmd_backup_pull(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_replace(args: argparse.Namespace) -> int:
+    from builder import replace  # noqa: PLC0415 - only this command needs ssh
+
+    site = load_site(args.site)
+    login = replace.Login(args.via, args.user, args.ssh_config, tuple(args.ssh_option or ()))
+    removal = replace.take_out(site, args.node, args.through, login, open_deriver(args.master_key, site))
+    status = cmd_build(args)
+    print(replace.next_steps(load_site(args.site), removal, args.output, disks=args.disks), file=sys.stderr)
+    return status
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from builder.sign.keys import generate, password_from, write_key_pair  # noqa: PLC0415
 
@@ -624,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backup_commands(
         add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots"), common
     )
+    add("replace", cmd_replace, REPLACE_TEXT, _add_replace_arguments)
     return parser
 
 
@@ -665,6 +677,30 @@ def _add_backup_commands(backup: argparse.ArgumentParser, common: argparse.Argum
     pull.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
     pull.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
     pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
+
+
+REPLACE_TEXT = "take a lost node out of the cluster through a healthy server, then build its seed again"
+
+
+def _add_replace_arguments(sub: argparse.ArgumentParser) -> None:
+    """The lost node, the server to work through and how to log in to it; then what a build takes."""
+    sub.add_argument("node", metavar="NODE", help="the lost node's name in site.yaml")
+    _add_site(sub)
+    sub.add_argument(
+        "--through", metavar="SERVER", help="the server to work through (default: the first other)"
+    )
+    sub.add_argument(
+        "--via",
+        choices=["public", "overlay"],
+        default="public",
+        help="the server's address (default: public)",
+    )
+    sub.add_argument("--user", default="debian", help="login user on the server (default: debian)")
+    sub.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
+    sub.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
+    for extra in (_add_site_store, _add_build_options, _add_pins, _add_master_key):
+        extra(sub)
+    sub.set_defaults(check=False)
 
 
 def _positive(text: str) -> int:

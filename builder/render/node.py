@@ -96,7 +96,6 @@ def base_inputs(site: Site, node: Node, epoch: int) -> dict[str, Any]:
 def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
     """k3s's config.yaml for `node`, without the token (added at build time)."""
     own = plan.identities[node.name].overlay_address
-    first = plan.identities[plan.first_server.name].overlay_address
     server = node.role is Role.SERVER
     config: dict[str, Any] = {
         "node-name": node.name,
@@ -131,16 +130,33 @@ def k3s_settings(site: Site, node: Node, plan: NodePlan) -> dict[str, Any]:
         # backup node. The directory is k3s's default, written out because that CronJob
         # mounts it.
         config.update(ETCD_SNAPSHOTS)
-    if node.name == plan.first_server.name:
+    joins = joined_server(site, node, plan.first_server)
+    if joins is None:
         config["cluster-init"] = True
     else:
-        config["server"] = f"https://[{first}]:{K3S_PORT}"
+        config["server"] = f"https://[{plan.identities[joins.name].overlay_address}]:{K3S_PORT}"
     return {
         "server": server,
         "mode": "server" if server else "agent",
         "unit": "k3s" if server else "k3s-agent",
         "settings": config,
     }
+
+
+def joined_server(site: Site, node: Node, first: Node) -> Node | None:
+    """The server whose k3s `node` joins, or None for the one seed that starts the cluster.
+
+    Only the first server's seed starts it, and only while the site does not say the cluster
+    is bootstrapped: from then on that seed joins the second server, so that re-flashing the
+    first server brings it back into the running cluster instead of starting an empty second
+    one beside it (once a cluster has other members, the first server is like any other:
+    k3s-io/k3s discussion #7070). The others always join the first server.
+    """
+    if node.name != first.name:
+        return first
+    if not site.bootstrapped:
+        return None
+    return next(server for server in site.servers if server.name != node.name)
 
 
 def _tls_names(site: Site, plan: NodePlan) -> list[str]:

@@ -203,6 +203,13 @@ class Site:
     backups: Backups = field(
         default_factory=Backups, metadata=_doc("Backup retention (defaults: daily 7, weekly 4, monthly 12).")
     )
+    bootstrapped: bool = field(
+        default=False,
+        metadata=_doc(
+            "The cluster exists: no seed initialises one any more, and the first server's joins the "
+            "second (set it once the cluster is up; `meshseed replace` sets it)."
+        ),
+    )
     source: Path = field(default=Path("site.yaml"), compare=False, metadata={"internal": True})
     # What loading found suspicious but allowed (`file:line: key: message`), for the commands to print.
     warnings: tuple[str, ...] = field(default=(), compare=False, metadata={"internal": True})

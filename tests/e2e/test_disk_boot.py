@@ -168,6 +168,7 @@ def test_a_node_image_is_its_role_image_with_its_seed_in_the_slot(
     assert (dist / "nodes" / "s2" / "disk.raw.zst").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.disk_repro
 def test_disk_images_repeat_byte_for_byte(
     project: tuple[Path, Path], tmp_path: Path, registry: Registry
 ) -> None:

@@ -667,16 +667,21 @@ def _add_backup_commands(backup: argparse.ArgumentParser, common: argparse.Argum
     _add_json(pull)
     _add_master_key(pull)
     pull.add_argument("--to", type=Path, default=Path("backups"), metavar="DIR", help="default: backups")
-    pull.add_argument(
+    _add_ssh_login(pull, "node")
+    pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
+
+
+def _add_ssh_login(sub: argparse.ArgumentParser, host: str) -> None:
+    """How to log in to the `host` a command works on over SSH (backup pull, replace)."""
+    sub.add_argument(
         "--via",
         choices=["public", "overlay"],
         default="public",
-        help="the node's address to use (default: public)",
+        help=f"the {host}'s address to use (default: public)",
     )
-    pull.add_argument("--user", default="debian", help="login user on the node (default: debian)")
-    pull.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
-    pull.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
-    pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
+    sub.add_argument("--user", default="debian", help=f"login user on the {host} (default: debian)")
+    sub.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
+    sub.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
 
 
 REPLACE_TEXT = "take a lost node out of the cluster through a healthy server, then build its seed again"
@@ -689,15 +694,7 @@ def _add_replace_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--through", metavar="SERVER", help="the server to work through (default: the first other)"
     )
-    sub.add_argument(
-        "--via",
-        choices=["public", "overlay"],
-        default="public",
-        help="the server's address (default: public)",
-    )
-    sub.add_argument("--user", default="debian", help="login user on the server (default: debian)")
-    sub.add_argument("--ssh-config", type=Path, metavar="FILE", help="an ssh_config file for ssh -F")
-    sub.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
+    _add_ssh_login(sub, "server")
     for extra in (_add_site_store, _add_build_options, _add_pins, _add_master_key):
         extra(sub)
     sub.set_defaults(check=False)

@@ -54,6 +54,16 @@ done
 # What the host firewall holds after boot, for the test to read from the disk.
 mkdir -p /var/lib/meshseed-test
 nft list table inet meshseed > /var/lib/meshseed-test/nft.txt 2>&1 || true
+# A guest that must meet a peer (a joining server, or the server it joins) stays up until
+# the file named as meshseed_await= holds something, for 10 minutes at most: a fixed
+# linger alone let the faster of two guests power off before the slower one reached it.
+await=$(sed -n 's/.*meshseed_await=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+if [ -n "$await" ]; then
+  for _ in $(seq 1 600); do
+    [ -s "$await" ] && break
+    sleep 1
+  done
+fi
 linger=$(sed -n 's/.*meshseed_linger=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
 sleep "${linger:-5}"
 systemctl poweroff

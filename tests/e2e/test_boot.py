@@ -67,8 +67,28 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
     work = tmp_path / "vms"
     work.mkdir()
     link = (work / "s1.sock", work / "s2.sock")
-    first = boot("s1", project, guest_files, work, mac="52:54:00:00:0e:01", link=link, linger=90)
-    second = boot("s2", project, guest_files, work, mac="52:54:00:00:0e:02", link=link[::-1], linger=10)
+    # Each stays up until it has met the other: s1 until it served s2's join, s2 until it
+    # has an answer; s1 lingers on for its Mycelium double's crash and restart.
+    first = boot(
+        "s1",
+        project,
+        guest_files,
+        work,
+        mac="52:54:00:00:0e:01",
+        link=link,
+        linger=90,
+        await_file="/var/lib/meshseed-test/served.log",
+    )
+    second = boot(
+        "s2",
+        project,
+        guest_files,
+        work,
+        mac="52:54:00:00:0e:02",
+        link=link[::-1],
+        linger=10,
+        await_file="/var/lib/meshseed-test/join.log",
+    )
     try:
         first.start()
         second.start()

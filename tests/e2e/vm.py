@@ -24,6 +24,8 @@ class Guest:
     disk: Path
     drives: list[Path]
     linger: int = 5
+    # A file in the guest that must be non-empty before it powers off (see guest.py).
+    await_file: str | None = None
     mac: str | None = None
     link: tuple[Path, Path] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -72,7 +74,7 @@ class Guest:
             "-initrd",
             str(self.initrd),
             "-append",
-            f"root=/dev/vda rw console=ttyS0 meshseed_linger={self.linger}",
+            self.kernel_command_line(),
             "-drive",
             f"file={self.overlay},if=virtio,format=qcow2",
             "-display",
@@ -97,6 +99,12 @@ class Guest:
             argv += ["-nic", "none"]
         with (self.work / f"{self.name}.qemu.log").open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+
+    def kernel_command_line(self) -> str:
+        line = f"root=/dev/vda rw console=ttyS0 meshseed_linger={self.linger}"
+        if self.await_file is not None:
+            line += f" meshseed_await={self.await_file}"
+        return line
 
     def boot_again(self) -> None:
         """Start the powered-off guest again, from the disk its first boot left."""

@@ -87,9 +87,14 @@ def role_disk_derivation(
     )
 
 
-def _extract(archive: Path, root: Path) -> None:
+def unpack_rootfs(archive: Path, root: Path) -> None:
     with tarfile.open(archive) as tar:
         tar.extractall(root, numeric_owner=True, filter="fully_trusted")
+        # tarfile sets no times on the symbolic links it makes, so theirs would be the
+        # moment of unpacking, which mke2fs -d copies into the image.
+        for member in tar.getmembers():
+            if member.issym():
+                os.utime(root / member.name, (member.mtime, member.mtime), follow_symlinks=False)
 
 
 def _pin_parents(root: Path, relative: str, epoch: int) -> None:
@@ -214,7 +219,7 @@ def build_role_disk(ctx: BuildContext) -> None:
         scratch = Path(scratch_name)
         root = scratch / "root"
         rootfs = next(dep.name for dep in ctx.derivation.deps if dep.name == "disk-rootfs")
-        _extract(ctx.dep(rootfs) / ROOTFS_FILE, root)
+        unpack_rootfs(ctx.dep(rootfs) / ROOTFS_FILE, root)
         layout = Layout(role, 0)
         _stage_role(ctx, root, layout.uuid("root"))
         layout = Layout(role, int(_tree_size(root) * 1.1) + ROOT_HEADROOM)

@@ -4,42 +4,61 @@ what the tools' own readers (sfdisk, dumpe2fs, debugfs, mtools) find in them."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
 from builder.disk.layout import ESP_SIZE, SEED_SLOT_SIZE, Layout, disk_uuid
+from builder.disk.role import unpack_rootfs
 from builder.tools import e2fs, fat, sfdisk
 from tests.tools import require
 
 EPOCH = 1700000000
 
 
-def tree(root: Path, stamp: int) -> Path:
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "hostname").write_text("node\n")
-    (root / "usr" / "bin").mkdir(parents=True)
-    (root / "usr" / "bin" / "tool").write_bytes(b"#!/bin/sh\n")
-    (root / "usr" / "bin" / "tool").chmod(0o755)
-    (root / "usr" / "bin" / "link").symlink_to("tool")
-    # Modes as a tarball sets them, whatever the umask.
-    for directory in (root, root / "etc", root / "usr", root / "usr" / "bin"):
-        directory.chmod(0o755)
-    (root / "etc" / "hostname").chmod(0o644)
-    for path in [*root.rglob("*"), root]:
-        os.utime(path, (stamp, stamp), follow_symlinks=False)
-    return root
+def rootfs_tar(path: Path, stamp: int) -> Path:
+    """A small root file system as the rootfs derivation hands it over: a tarball."""
+    members: list[tuple[str, bytes | str | None, int]] = [
+        ("etc", None, 0o755),
+        ("etc/hostname", b"node\n", 0o644),
+        ("usr", None, 0o755),
+        ("usr/bin", None, 0o755),
+        ("usr/bin/tool", b"#!/bin/sh\n", 0o755),
+        ("usr/bin/link", "tool", 0o777),
+    ]
+    with tarfile.open(path, "w") as tar:
+        for name, content, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, stamp
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return path
 
 
 def make_ext4(work: Path, stamp: int) -> bytes:
+    """Unpacked as the role image's build unpacks it, then made into ext4."""
+    work.mkdir()
     image = work / "root.img"
+    root = work / "tree"
+    unpack_rootfs(rootfs_tar(work / "rootfs.tar", stamp), root)
+    root.chmod(0o755)
+    os.utime(root, (stamp, stamp))
     e2fs.make_ext4(
         image,
-        tree(work / "tree", stamp),
+        root,
         size=16 << 20,
         label="root",
         uuid=disk_uuid("server", "root-fs"),
@@ -52,7 +71,7 @@ def make_ext4(work: Path, stamp: int) -> bytes:
 def test_ext4_repeats_byte_for_byte(tmp_path: Path) -> None:
     require("mke2fs", "e2fsprogs")
     first = make_ext4(tmp_path / "a", EPOCH)
-    time.sleep(1.1)  # a later clock: ctimes of the unpacked files differ
+    time.sleep(1.1)  # a later clock: the unpacked files' ctimes, and the links' own times
     old = os.umask(0o077)
     try:
         second = make_ext4(tmp_path / "b", EPOCH)

@@ -1,23 +1,23 @@
 """Disk rows of `nox -s bench -- --disks`: the server role's bootable disk image, ours
 against two other ways of building one from the same Debian packages.
 
-- Ours: `meshseed build --disks` of the example site into an empty store, against a local
-  registry and artifact server holding the test images and the test doubles of k3s and
-  Mycelium (as the boot tests do; the real ones cannot be fetched here). The server image's
-  own seconds are those the build logs for its derivations (`disk-rootfs`, whose time
-  includes downloading the .debs, and `disk-role-server`), run with one job so that they
-  do not share the cores with each other. Warm rows rebuild the whole site.
+- Ours: `meshseed build --disks` of the example site. Its lock pins the test images and
+  the test doubles of k3s and Mycelium, served from this machine (as the boot tests do; the
+  real ones cannot be fetched here), which an `--airgap` build fetches first; the timed
+  builds then start with no .deb and no disk in the store. The server image's own seconds
+  are those the build logs for its derivations: `disk-rootfs` (downloading the .debs
+  included; every role's image shares it) and `disk-role-server`, with one job, so that
+  they do not share the cores with each other. The warm rows time whole rebuilds.
 - mmdebstrap: the package names of disks/node.yaml from the Debian mirror (downloads
   included), then a plain assembly: sfdisk, mkfs.fat and mtools for the EFI system
   partition with systemd-boot, `mke2fs -d` for the root, `zstd -3` of the raw disk.
 - mkosi: Debian's mkosi with the same names, then the same `zstd -3`. A bootable image
-  where mkosi can make one; where it cannot (it loop-mounts the EFI system partition, and a
-  kernel without vfat cannot mount it), the root-only GPT image it can make, and the row
-  says so.
+  where mkosi can make one; where it cannot (it loop-mounts the EFI system partition, which
+  a kernel without vfat cannot do), the root-only GPT image it can make, and the row says so.
 
 Both baselines get our build's payload (k3s, Mycelium, the role's image bundle) copied
-into their root, so that all three images carry the same bytes. Every build is cold:
-nothing is cached between runs. Sizes are the raw disk and its zstd-compressed file.
+into their root, so that all three images carry the same bytes. The baselines download
+everything each time. Sizes are the raw disk and its zstd-compressed file.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ dd if="$work/root.img" of="$disk" bs=1M seek=129 conv=notrunc,sparse status=none
 rm -f "$esp" "$work/root.img"
 """
 COMPRESS = ["zstd", "-q", "-3", "--single-thread", "--force"]
-# The line mkosi's build log gives when the EFI system partition cannot be mounted.
+# mount's complaint in mkosi's log when it cannot mount the EFI system partition it made
+# (a kernel without vfat: "unknown filesystem type 'vfat'").
 _MOUNT_ERROR = re.compile(r"^mount: .*$", re.MULTILINE)
 _BUILT = re.compile(r"^built\s+(\S+) \(([\d.]+)s\)$", re.MULTILINE)
 _PLANNED = re.compile(r"^(\d+) derivations, (\d+) cached, (\d+) to build$", re.MULTILINE)
@@ -200,7 +201,9 @@ def mkosi_disk(work: Path, payload: Path | None) -> tuple[Disk | None, str]:
     kind = "bootable"
     if finished.returncode:
         why = _MOUNT_ERROR.search(log)
-        kind = f"root only; bootable failed: {why[0] if why else _last_line(log)}"
+        reason = why[0] if why else _last_line(log)
+        print(f"bench: mkosi could not make a bootable image: {reason}", file=sys.stderr)
+        kind = "root only: no vfat here" if "'vfat'" in reason else "root only: bootable failed"
         finished, log = _mkosi(work, packages, payload, bootable=False)
         if finished.returncode:
             return None, f"mkosi failed: {_last_line(log)}"

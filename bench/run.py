@@ -3,12 +3,14 @@
 Each measurement runs in a child process: wall time is taken around it, peak RSS from the
 kernel's accounting of that one child (wait4). Build rows run the real `meshseed build`;
 OCI rows fetch and bundle a 200 MiB image from a local registry, side by side with
-`skopeo copy` and with `sha256sum` plus `zstd` on the same bytes. The figures go to
-bench/results.json and a table.
+`skopeo copy` and with `sha256sum` plus `zstd` on the same bytes. With --disks (slow:
+minutes per image), also the server's disk image against mmdebstrap and mkosi
+(bench/disks.py). The figures go to bench/results.json and a table.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.backup import backup_rows  # noqa: E402
+from bench.disks import disk_rows  # noqa: E402
 from bench.measure import Row, timed  # noqa: E402
 from tests.integration.oci_fixtures import push_image_with_random_layer, serve_registry  # noqa: E402
 from tests.pinned import write_test_lock  # noqa: E402 - test pins for k3s and Mycelium
@@ -193,12 +196,21 @@ def own_image_rows(base: Path, key: Path) -> list[Row]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--disks",
+        action="store_true",
+        help="also build the server's disk image three ways (ours, mmdebstrap, mkosi): adds minutes",
+    )
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="meshseed-bench-") as scratch:
         base = Path(scratch)
         key = base / "master.key"
         key.write_bytes(bytes(range(32)))
         key.chmod(0o600)
         rows = build_rows(base, key) + oci_rows(base) + own_image_rows(base, key) + backup_rows(base)
+        if args.disks:
+            rows += disk_rows(base / "disks", key)
     results = {
         "machine": {
             "cpus": os.cpu_count(),

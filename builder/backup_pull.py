@@ -57,7 +57,7 @@ from builder.tools.ssh import OutputTooLongError, SshTarget, ssh_output, ssh_str
 
 log = logging.getLogger("meshseed.backup")
 
-KINDS = ("couchdb", "mysql", "mongodb", "etcd")
+KINDS = ("couchdb", "mysql", "mongodb", "garage", "etcd")
 REMOTE_ROOT = "/var/lib/meshseed/backups"
 # How far ahead of this machine's clock the node's may run before its names are refused.
 CLOCK_SKEW = dt.timedelta(hours=1)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from builder import backup_pull
 from builder.cluster.flows import Flow
 from builder.manifests import registry
 from builder.render.node import ETCD_SNAPSHOTS
@@ -85,6 +86,13 @@ def test_the_receiver_runs_our_agent_on_the_backup_node_into_the_backup_volume(d
     secrets = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "etcd-snapshot-token"]
     assert sorted(s["metadata"]["namespace"] for s in secrets) == ["backup", "etcd-snapshots"]
     assert secrets[0]["stringData"]["token"] == secrets[1]["stringData"]["token"]
+
+
+def test_backup_pull_fetches_every_kind_the_backup_node_keeps(docs: Documents) -> None:
+    rotation = pod_spec(named(docs, "CronJob", "backup-rotate"))["containers"][0]["args"]
+    kept = {arg.removeprefix("/backups/") for arg in rotation if arg.startswith("/backups/")}
+    assert {"couchdb", "etcd", "garage"} <= kept
+    assert kept <= set(backup_pull.KINDS)
 
 
 def test_only_the_sender_reaches_the_receiver(docs: Documents) -> None:

@@ -148,7 +148,8 @@ def manifest_warnings(site: Site, pins: Lock | None, own: Collection[str]) -> tu
     if site.with_role(Role.BACKUP) and BACKUP_IMAGE not in own:
         return (
             "without --images the build makes no backup image, so the CouchDB backup and rotation "
-            "CronJobs are left out (the MySQL and MongoDB ones use their upstream images)",
+            "CronJobs and the etcd snapshots' transfer to the backup node are left out (the other "
+            "backup jobs use their upstream images)",
         )
     return ()
 

@@ -1,4 +1,4 @@
-"""OpenSSH's client, for reading the backup node: one logged command per remote action."""
+"""OpenSSH's client, for working on the nodes: one logged command per remote action."""
 
 from __future__ import annotations
 
@@ -31,13 +31,23 @@ class SshTarget:
     options: tuple[str, ...] = ()
 
     def argv(self, remote: Sequence[str]) -> list[str]:
+        # The remote side gets one shell-quoted string, so names travel intact.
+        return [*self._ssh(), "-l", self.user, "--", self.host, shlex.join(remote)]
+
+    def _ssh(self) -> list[str]:
         argv = [find("ssh", PACKAGE), "-o", "BatchMode=yes"]
         if self.config is not None:
             argv += ["-F", str(self.config)]
         for option in self.options:
             argv += ["-o", option]
-        # The remote side gets one shell-quoted string, so names travel intact.
-        return [*argv, "-l", self.user, "--", self.host, shlex.join(remote)]
+        return argv
+
+    def close_master(self) -> None:
+        """End the shared connection of a target with ControlMaster options, if one runs
+        (ssh -O exit); a failure here only leaves it to its ControlPersist timeout."""
+        argv = [*self._ssh(), "-O", "exit", "-l", self.user, "--", self.host]
+        log.info("running: %s", shlex.join(argv))
+        subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
 
 
 class OutputTooLongError(MeshseedError):
@@ -45,12 +55,17 @@ class OutputTooLongError(MeshseedError):
 
 
 def ssh_output(
-    target: SshTarget, remote: Sequence[str], *, limit: int = 16 << 20, timeout: float = 120
+    target: SshTarget,
+    remote: Sequence[str],
+    *,
+    limit: int = 16 << 20,
+    timeout: float = 120,
+    stdin: BinaryIO | None = None,
 ) -> bytes:
     """The remote command's stdout (at most `limit` bytes); MeshseedError with its stderr
-    when it fails, OutputTooLongError when it sends more."""
+    when it fails, OutputTooLongError when it sends more. `stdin`, a file, is its input."""
     out = io.BytesIO()
-    ssh_stream(target, remote, out, limit=limit, timeout=timeout)
+    ssh_stream(target, remote, out, limit=limit, timeout=timeout, stdin=stdin)
     return out.getvalue()
 
 
@@ -61,6 +76,7 @@ def ssh_stream(
     *,
     limit: int | None = None,
     timeout: float | None = None,
+    stdin: BinaryIO | None = None,
 ) -> int:
     """Stream the remote command's stdout into `out`; the number of bytes copied.
 
@@ -72,7 +88,9 @@ def ssh_stream(
     argv = target.argv(remote)
     log.info("running: %s", shlex.join(argv))
     copied = 0
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+    # Without input, none: ssh must not read the caller's terminal.
+    source = stdin if stdin is not None else subprocess.DEVNULL
+    with subprocess.Popen(argv, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None and process.stderr is not None
         stderr = _Tail(process.stderr)
         timer = threading.Timer(timeout, process.kill) if timeout is not None else None

@@ -88,8 +88,9 @@ elif args[:1] in (["cordon"], ["uncordon"]):
     node.setdefault("spec", {})["unschedulable"] = args[0] == "cordon"
     save(node)
 elif args[:1] == ["drain"]:
-    if not load(args[1]).get("spec", {}).get("unschedulable"):
-        sys.exit("fake kubectl: drain of a node not cordoned")
+    node = load(args[1])
+    node.setdefault("spec", {})["unschedulable"] = True
+    save(node)
 else:
     sys.exit("fake k3s: unexpected kubectl " + " ".join(args))
 """

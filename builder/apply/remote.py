@@ -59,6 +59,15 @@ trap - EXIT
 """
 
 
+RESTART = r"""
+set -eu
+date +%s
+for unit; do
+  if [ "$unit" = daemon-reload ]; then systemctl daemon-reload; else systemctl restart "$unit"; fi
+done
+"""
+
+
 @dataclass(frozen=True)
 class Found:
     sha256: str | None  # None: no such file
@@ -110,15 +119,15 @@ class OnNode:
     def k3s_version(self) -> str:
         return self.run([*SUDO, self.root + K3S_BINARY, "--version"]).decode(errors="replace")
 
-    def clock(self) -> int:
-        """The node's time (seconds since the epoch), the clock its kubelet reports in."""
-        text = self.run(["date", "+%s"]).decode().strip()
+    def restart(self, units: Sequence[str]) -> int:
+        """Restart `units` in order ("daemon-reload" reloads systemd), stopping at the first
+        that fails; the node's time just before (seconds since the epoch), the clock its
+        kubelet reports in."""
+        answer = self.sudo_script(RESTART, "meshseed-restart", *units, timeout=SHORT * 3)
+        text = answer.decode(errors="replace").strip()
         if not text.isdecimal():
             raise MeshseedError(f"{self.name}: `date +%s` said {text[:40]!r}")
         return int(text)
-
-    def systemctl(self, *arguments: str) -> None:
-        self.run([*SUDO, "systemctl", *arguments], timeout=SHORT * 3)
 
     def etcd_ready(self) -> str | None:
         """None when this server's API server finds its etcd healthy, else why not."""

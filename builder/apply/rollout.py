@@ -132,10 +132,10 @@ def change_node(cluster: Cluster, plan: NodePlan) -> None:
         return
     control = cluster.control_for(plan.name)
     seconds = int(cluster.timeout)
-    kubectl(control.target, "cordon", plan.name)
-    # Through the eviction API, so that every PodDisruptionBudget holds (kubectl drain
-    # evicts unless told --disable-eviction; kubernetes.io/docs/tasks/administer-cluster/
-    # safely-drain-node); DaemonSet pods stay, as they would come straight back.
+    # drain cordons the node first, then evicts its pods through the eviction API, so
+    # that every PodDisruptionBudget holds (it does unless told --disable-eviction;
+    # kubernetes.io/docs/tasks/administer-cluster/safely-drain-node); DaemonSet pods
+    # stay, as they would come straight back.
     kubectl(
         control.target,
         "drain",
@@ -148,12 +148,7 @@ def change_node(cluster: Cluster, plan: NodePlan) -> None:
     cluster.say(f"{plan.name}: cordoned and drained")
     for change in plan.changes:
         on.write(change.wanted)
-    since = on.clock()
-    for unit in plan.restarts():
-        if unit == "daemon-reload":
-            on.systemctl("daemon-reload")
-        else:
-            on.systemctl("restart", unit)
+    since = on.restart(plan.restarts())
     restarted = [unit for unit in plan.restarts() if unit != "daemon-reload"]
     cluster.say(f"{plan.name}: wrote {len(plan.changes)} file(s), restarted {', '.join(restarted)}")
     deadline = time.monotonic() + cluster.timeout

@@ -75,6 +75,11 @@ def subject(call: Call) -> str:
     return call.node
 
 
+def step(call: Call) -> str:
+    """What a call does: kubectl's verb, "mv", or systemctl's verb."""
+    return {"k3s": call.argv[2], "mv": "mv", "systemctl": call.argv[1]}[call.argv[0]]
+
+
 def test_the_plan_lists_per_node_what_differs_and_a_dry_run_changes_nothing(
     cluster: FakeCluster, built: Built
 ) -> None:
@@ -119,16 +124,16 @@ def test_apply_changes_one_node_at_a_time_atomically_then_a_second_apply_changes
     result = apply(built, cluster)
     assert result.returncode == 0, result.stderr
 
-    # One node after the other, servers first: each is cordoned, drained, written,
-    # restarted and uncordoned before the next one is touched; the manifests come last.
+    # One node after the other, servers first: each is drained (which cordons it),
+    # written, restarted and uncordoned before the next one is touched; the manifests
+    # come last.
     node_acts = [call for call in acts(cluster) if not any(MANIFESTS in arg for arg in call.argv)]
     assert [subject(call) for call in node_acts] == [
-        *["edx1"] * 5,
-        *["edx3"] * 7,
-        *["vault"] * 6,
+        *["edx1"] * 4,
+        *["edx3"] * 6,
+        *["vault"] * 5,
     ]
     assert [call.argv[:2] for call in node_acts if call.node == "edx3" or subject(call) == "edx3"] == [
-        ["k3s", "kubectl"],  # cordon
         ["k3s", "kubectl"],  # drain
         ["mv", "-f"],
         ["systemctl", "daemon-reload"],
@@ -137,11 +142,11 @@ def test_apply_changes_one_node_at_a_time_atomically_then_a_second_apply_changes
         ["k3s", "kubectl"],  # uncordon
     ]
     edx1 = [call.argv for call in node_acts if subject(call) == "edx1"]
-    assert edx1[0] == ["k3s", "kubectl", "cordon", "edx1"]
-    assert edx1[1][:3] == ["k3s", "kubectl", "drain"] and "--disable-eviction" not in edx1[1]
-    assert edx1[1][3:] == ["edx1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=600s"]
-    assert edx1[3] == ["systemctl", "restart", "k3s.service"]
-    assert edx1[4] == ["k3s", "kubectl", "uncordon", "edx1"]
+    assert edx1[0][:3] == ["k3s", "kubectl", "drain"] and "--disable-eviction" not in edx1[0]
+    assert edx1[0][3:] == ["edx1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=600s"]
+    assert edx1[1][0] == "mv"
+    assert edx1[2] == ["systemctl", "restart", "k3s.service"]
+    assert edx1[3] == ["k3s", "kubectl", "uncordon", "edx1"]
     # kubectl never runs on the node it drains.
     assert all(call.node != subject(call) for call in node_acts if call.argv[0] == "k3s")
     restarts = [(call.node, call.argv[2]) for call in node_acts if call.argv[1] == "restart"]
@@ -198,7 +203,7 @@ def test_it_stops_at_the_first_node_that_does_not_come_back(cluster: FakeCluster
     assert "error: edx2 did not come back: not Ready after the restart" in result.stderr
     assert "left vault untouched" in result.stderr and "Traceback" not in result.stderr
     touched = [subject(call) for call in acts(cluster)]
-    assert touched == [*["edx1"] * 5, *["edx2"] * 4]
+    assert touched == [*["edx1"] * 4, *["edx2"] * 3]
     assert cluster.node("edx2")["spec"]["unschedulable"] is True
     assert not cluster.node("edx1")["spec"]["unschedulable"]
     assert on_node(cluster, "vault", CONFIG).read_bytes() == b"# an older build's\n" != vault_old
@@ -268,9 +273,13 @@ def test_k3s_is_upgraded_servers_first_one_at_a_time(cluster: FakeCluster, built
     ]
     # Each binary is in place, verified, before its node restarts, and no node starts
     # before the one before it is back.
-    assert [subject(call) for call in acts(cluster)] == [
-        n for n in ("edx1", "edx2", "edx3", "vault") for _ in range(5)
+    steps = [(subject(call), step(call)) for call in acts(cluster)]
+    assert steps == [
+        (node, done)
+        for node in ("edx1", "edx2", "edx3", "vault")
+        for done in ("drain", "mv", "restart", "uncordon")
     ]
+    assert all(Path(call.argv[-1]).name == "k3s" for call in acts(cluster) if call.argv[0] == "mv")
     pinned = (built.dist / "airgap" / "binaries" / "k3s").read_bytes()
     for node in ("edx1", "edx2", "edx3", "vault"):
         binary = on_node(cluster, node, K3S)

@@ -82,13 +82,22 @@ class OnNode:
     target: SshTarget
     root: str = ""
 
-    def run(self, argv: Sequence[str], *, timeout: float = SHORT, stdin: BinaryIO | None = None) -> bytes:
-        return ssh_output(self.target, argv, timeout=timeout, stdin=stdin)
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = SHORT,
+        stdin: BinaryIO | None = None,
+        label: str | None = None,
+    ) -> bytes:
+        return ssh_output(self.target, argv, timeout=timeout, stdin=stdin, label=label)
 
     def sudo_script(
         self, script: str, name: str, *args: str, timeout: float = SHORT, stdin: BinaryIO | None = None
     ) -> bytes:
-        return self.run([*SUDO, "sh", "-c", script, name, *args], timeout=timeout, stdin=stdin)
+        # Messages name the step and its arguments, not the script's text.
+        label = " ".join((name, *args[:3], "..." if len(args) > 3 else "")).strip()
+        return self.run([*SUDO, "sh", "-c", script, name, *args], timeout=timeout, stdin=stdin, label=label)
 
     def inspect(self, paths: Sequence[str]) -> list[Found]:
         full = [self.root + path for path in paths]

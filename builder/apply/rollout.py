@@ -87,7 +87,10 @@ def health_problems(cluster: Cluster) -> list[str]:
         if item is None:
             problems.append(f"{plan.name} has no Node object")
             continue
-        condition = ready_condition(item) or {}
+        try:
+            condition = ready_condition(item) or {}
+        except (KeyError, TypeError, AttributeError):
+            condition = {"status": "unreadable"}
         if condition.get("status") != "True":
             problems.append(f"{plan.name} is NotReady (Ready: {condition.get('status', 'not reported')})")
         if plan.wants.node.role is Role.SERVER:
@@ -106,15 +109,17 @@ def roll_out(cluster: Cluster) -> Outcome:
     for plan in cluster.plans:
         if not plan.changes:
             continue
+        steps: list[str] = []
         try:
-            change_node(cluster, plan)
+            change_node(cluster, plan, steps)
         except MeshseedError as error:
             rest = [p.name for p in cluster.plans[cluster.plans.index(plan) + 1 :] if p.changes]
-            outcome.failed = {"node": plan.name, "reason": error.message}
+            outcome.failed = {"node": plan.name, "reason": error.message, "after": steps[-1] if steps else ""}
             left = f"; left {', '.join(rest)} untouched" if rest else ""
-            still = " and cordoned" if plan.drains else ""
+            still = " and cordoned" if "drained" in steps else ""
+            what = "did not come back" if "restarted" in steps else "could not be changed"
             outcome.error = NodeFailedError(
-                f"{plan.name} did not come back: {error.message}; it stays as it is{still}{left}",
+                f"{plan.name} {what}: {error.message}; it stays as it is{still}{left}",
                 hint=f"see `journalctl -u {plan.wants.unit}` on {plan.name}; apply again once it is fixed",
             )
             return outcome
@@ -123,11 +128,15 @@ def roll_out(cluster: Cluster) -> Outcome:
     return outcome
 
 
-def change_node(cluster: Cluster, plan: NodePlan) -> None:
+def change_node(cluster: Cluster, plan: NodePlan, steps: list[str]) -> None:
+    """Change one node; `steps` records how far it got ("drained", "written", "restarted")."""
     on = cluster.nodes[plan.name]
     if not plan.drains:
         for change in plan.changes:
             on.write(change.wanted)
+        if plan.restarts():
+            # A changed unit file that nothing restarts for still needs systemd to read it.
+            on.restart(plan.restarts())
         cluster.say(f"{plan.name}: wrote {len(plan.changes)} file(s), nothing to restart")
         return
     control = cluster.control_for(plan.name)
@@ -145,10 +154,13 @@ def change_node(cluster: Cluster, plan: NodePlan) -> None:
         f"--timeout={seconds}s",
         timeout=cluster.timeout + 60,
     )
+    steps.append("drained")
     cluster.say(f"{plan.name}: cordoned and drained")
     for change in plan.changes:
         on.write(change.wanted)
+    steps.append("written")
     since = on.restart(plan.restarts())
+    steps.append("restarted")
     restarted = [unit for unit in plan.restarts() if unit != "daemon-reload"]
     cluster.say(f"{plan.name}: wrote {len(plan.changes)} file(s), restarted {', '.join(restarted)}")
     deadline = time.monotonic() + cluster.timeout

@@ -61,11 +61,13 @@ def ssh_output(
     limit: int = 16 << 20,
     timeout: float = 120,
     stdin: BinaryIO | None = None,
+    label: str | None = None,
 ) -> bytes:
     """The remote command's stdout (at most `limit` bytes); MeshseedError with its stderr
-    when it fails, OutputTooLongError when it sends more. `stdin`, a file, is its input."""
+    when it fails, OutputTooLongError when it sends more. `stdin`, a file, is its input;
+    `label` names the command in messages instead of its words (a long script's, say)."""
     out = io.BytesIO()
-    ssh_stream(target, remote, out, limit=limit, timeout=timeout, stdin=stdin)
+    ssh_stream(target, remote, out, limit=limit, timeout=timeout, stdin=stdin, label=label)
     return out.getvalue()
 
 
@@ -77,6 +79,7 @@ def ssh_stream(
     limit: int | None = None,
     timeout: float | None = None,
     stdin: BinaryIO | None = None,
+    label: str | None = None,
 ) -> int:
     """Stream the remote command's stdout into `out`; the number of bytes copied.
 
@@ -85,6 +88,7 @@ def ssh_stream(
     of it cannot stall the copy) and only its tail kept, and whatever goes wrong here, a
     full disk included, ends ssh rather than leaving it blocked on a pipe.
     """
+    named = label or shlex.join(remote)
     argv = target.argv(remote)
     log.info("running: %s", shlex.join(argv))
     copied = 0
@@ -102,8 +106,7 @@ def ssh_stream(
                     out.write(chunk[: limit - copied])
                     copied = limit
                     raise OutputTooLongError(
-                        f"ssh {target.user}@{target.host} {shlex.join(remote)} sent more than {limit} bytes;"
-                        " cut off there"
+                        f"ssh {target.user}@{target.host} {named} sent more than {limit} bytes; cut off there"
                     )
                 out.write(chunk)
                 copied += len(chunk)
@@ -117,9 +120,9 @@ def ssh_stream(
             process.wait()
             stderr.join()
     if timer is not None and code == -signal.SIGKILL:
-        raise MeshseedError(f"ssh to {target.host} timed out after {timeout:.0f} s: {shlex.join(remote)}")
+        raise MeshseedError(f"ssh to {target.host} timed out after {timeout:.0f} s: {named}")
     if code != 0:
-        raise _failed(target, remote, code, stderr.text)
+        raise _failed(target, named, code, stderr.text)
     return copied
 
 
@@ -141,9 +144,9 @@ class _Tail(threading.Thread):
             self.text = (self.text + chunk)[-_STDERR_KEPT:]
 
 
-def _failed(target: SshTarget, remote: Sequence[str], code: int, stderr: bytes) -> MeshseedError:
+def _failed(target: SshTarget, named: str, code: int, stderr: bytes) -> MeshseedError:
     tail = "\n".join(stderr.decode(errors="replace").strip().splitlines()[-5:])
     return MeshseedError(
-        f"ssh {target.user}@{target.host} {shlex.join(remote)} failed (exit status {code}): {tail}",
+        f"ssh {target.user}@{target.host} {named} failed (exit status {code}): {tail}",
         hint="check the address, user and key; --ssh-config takes an ssh_config file",
     )

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,15 @@ def health_problems(cluster: Cluster) -> list[str]:
         raise MeshseedError(
             f"{control.name} answered `kubectl get nodes` with something not a NodeList"
         ) from None
+    # Every server's own etcd check at once: each is a round trip.
+    with ThreadPoolExecutor(max_workers=max(1, len(cluster.servers))) as pool:
+        etcd = dict(
+            zip(
+                [plan.name for plan in cluster.servers],
+                pool.map(lambda plan: cluster.nodes[plan.name].etcd_ready(), cluster.servers),
+                strict=True,
+            )
+        )
     for plan in cluster.plans:
         item = found.get(plan.name)
         if item is None:
@@ -96,7 +106,7 @@ def health_problems(cluster: Cluster) -> list[str]:
         if plan.wants.node.role is Role.SERVER:
             if (item["metadata"].get("labels") or {}).get(ETCD_ROLE) != "true":
                 problems.append(f"{plan.name} is not an etcd member (no {ETCD_ROLE}=true label)")
-            reason = cluster.nodes[plan.name].etcd_ready()
+            reason = etcd[plan.name]
             if reason is not None:
                 problems.append(f"{plan.name}'s etcd is not healthy: {reason}")
     return problems

@@ -33,7 +33,7 @@ from builder.errors import ExitStatus, MeshseedError, bad_input
 from builder.ha import report as ha_report
 from builder.ha import verdict
 from builder.images.spec import IMAGES_DIR
-from builder.inventory import mycelium_identity, node_facts, node_records
+from builder.inventory import node_facts, node_records
 from builder.lock import (
     DEFAULT_LOCK,
     DEFAULT_UPSTREAM,
@@ -54,6 +54,7 @@ from builder.resources import pinning_root
 from builder.secrets import Scope, create_master_key, master_key_path
 from builder.site import DEFAULT_SITE, Role, load_site
 from builder.site.schema import site_schema
+from builder.ssh_login import Login
 from builder.store.intact import ensure_intact
 from builder.store.progress import SilentProgress, progress_for
 from builder.store.realise import realise
@@ -345,24 +346,15 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
 
 def cmd_backup_pull(args: argparse.Namespace) -> int:
     from builder.backup_pull import pull  # noqa: PLC0415 - only this command needs ssh
-    from builder.ssh_host_keys import pinned_host_key  # noqa: PLC0415
-    from builder.tools.ssh import SshTarget  # noqa: PLC0415
+    from builder.ssh_login import login_to  # noqa: PLC0415
 
     site = load_site(args.site)
     backups = site.with_role(Role.BACKUP)
     if not backups:
         raise MeshseedError(f"{site.source}: no node has role backup", status=ExitStatus.BAD_INPUT)
     node = backups[0]
-    deriver = open_deriver(args.master_key, site)
-    if args.via == "overlay":
-        host = str(mycelium_identity(deriver, node.name).overlay_address)
-    else:
-        host = str(node.public_ipv6.ip)
-    with pinned_host_key(deriver, node.name) as pinned:
-        # The node's derived host key and no other, whatever ssh_config or known_hosts say
-        # (ssh takes the first value it sees, and -o comes before -F's file).
-        options = (*pinned, *(args.ssh_option or ()))
-        target = SshTarget(host, args.user, args.ssh_config, options)
+    # The node's derived host key and no other, whatever ssh_config or known_hosts say.
+    with login_to(open_deriver(args.master_key, site), node, _login(args)) as target:
         report = pull(target, args.to, site.backups.local_retention, remote_root=args.remote_root)
     if args.json:
         print(json.dumps(vars(report), indent=2, sort_keys=True))
@@ -388,11 +380,37 @@ def cmd_replace(args: argparse.Namespace) -> int:
     from builder import replace  # noqa: PLC0415 - only this command needs ssh
 
     site = load_site(args.site)
-    login = replace.Login(args.via, args.user, args.ssh_config, tuple(args.ssh_option or ()))
-    removal = replace.take_out(site, args.node, args.through, login, open_deriver(args.master_key, site))
+    removal = replace.take_out(
+        site, args.node, args.through, _login(args), open_deriver(args.master_key, site)
+    )
     status = cmd_build(args)
     print(replace.next_steps(load_site(args.site), removal, args.output, disks=args.disks), file=sys.stderr)
     return status
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from builder.apply.run import Options, apply, plan_text  # noqa: PLC0415 - only this command needs ssh
+
+    site = load_site(args.site)
+    lock = read_lock(args.lock or pinning_root() / DEFAULT_LOCK)
+    options = Options(args.dry_run, args.force, float(args.timeout), args.node_root)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    def show_plan(report: Any) -> None:
+        if not args.json:
+            sys.stdout.write(plan_text(report))
+            sys.stdout.flush()
+
+    deriver = open_deriver(args.master_key, site)
+    login = _login(args)
+    report = apply(site, args.dist, lock, login, deriver, options=options, say=say, show_plan=show_plan)
+    if args.json:
+        sys.stdout.write(canonical_json(report.as_json()))
+    if report.outcome.error is not None:
+        raise report.outcome.error
+    return ExitStatus.OK
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -559,8 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_master_key,
     )
     nodes.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the JSON to FILE")
-    text = "print a known_hosts file with every node's derived SSH host key"
-    add("known-hosts", cmd_known_hosts, text, _add_site, _add_master_key)
+    add("known-hosts", cmd_known_hosts, KNOWN_HOSTS_TEXT, _add_site, _add_master_key)
     secret = add("secret", cmd_secret, "print one derived secret, named by purpose", _add_master_key)
     purposes = sorted(secret_recipes())
     secret.add_argument("purpose", choices=purposes, metavar="PURPOSE", help="one of: " + ", ".join(purposes))
@@ -636,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
         add("backup", lambda _: ExitStatus.OK, "work with the backup node's snapshots"), common
     )
     add("replace", cmd_replace, REPLACE_TEXT, _add_replace_arguments)
+    add("apply", cmd_apply, APPLY_TEXT, _add_site, _add_json, _add_master_key, _add_apply_arguments)
     return parser
 
 
@@ -671,8 +689,13 @@ def _add_backup_commands(backup: argparse.ArgumentParser, common: argparse.Argum
     pull.add_argument("--remote-root", default="/var/lib/meshseed/backups", help=argparse.SUPPRESS)
 
 
+def _login(args: argparse.Namespace) -> Login:
+    """How to log in, as _add_ssh_login's options describe it."""
+    return Login(args.via, args.user, args.ssh_config, tuple(args.ssh_option or ()))
+
+
 def _add_ssh_login(sub: argparse.ArgumentParser, host: str) -> None:
-    """How to log in to the `host` a command works on over SSH (backup pull, replace)."""
+    """How to log in to the `host` a command works on over SSH (backup pull, replace, apply)."""
     sub.add_argument(
         "--via",
         choices=["public", "overlay"],
@@ -684,6 +707,7 @@ def _add_ssh_login(sub: argparse.ArgumentParser, host: str) -> None:
     sub.add_argument("--ssh-option", action="append", metavar="OPTION", help="an ssh -o option (repeatable)")
 
 
+KNOWN_HOSTS_TEXT = "print a known_hosts file with every node's derived SSH host key"
 REPLACE_TEXT = "take a lost node out of the cluster through a healthy server, then build its seed again"
 
 
@@ -698,6 +722,35 @@ def _add_replace_arguments(sub: argparse.ArgumentParser) -> None:
     for extra in (_add_site_store, _add_build_options, _add_pins, _add_master_key):
         extra(sub)
     sub.set_defaults(check=False)
+
+
+APPLY_TEXT = (
+    "make the running cluster match the last build over SSH: nodes one at a time (drain, write, "
+    "restart, wait), k3s upgrades included, then the servers' manifests"
+)
+
+
+def _add_apply_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--dist", type=Path, default=Path("dist"), metavar="DIR", help="the build (default: dist)"
+    )
+    sub.add_argument("--dry-run", action="store_true", help="only print what would change, per node")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even to a cluster with a NotReady node or a missing etcd member",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=_positive,
+        default=600,
+        metavar="SECONDS",
+        help="how long a node may take to drain, and to come back after its restart (default: 600)",
+    )
+    sub.add_argument("--lock", type=Path, metavar="FILE", help="the images.lock dist/ was built from")
+    _add_ssh_login(sub, "nodes")
+    # Each node's files under this folder ("{node}": its name), for the tests' stand-in nodes.
+    sub.add_argument("--node-root", default="", help=argparse.SUPPRESS)
 
 
 def _positive(text: str) -> int:

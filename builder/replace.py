@@ -19,48 +19,30 @@ Node is gone, so is the member.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from builder.det.files import write_atomically
 from builder.errors import MeshseedError, bad_input
-from builder.inventory import mycelium_identity
+from builder.remote_kubectl import kubectl, ready_status
 from builder.render.node import joined_server
 from builder.secrets import SecretDeriver
 from builder.site import Node, Role, Site
 from builder.site.load import parse_site
-from builder.tools.ssh import SshTarget, ssh_output
+from builder.ssh_login import Login, login_to
+from builder.tools.ssh import SshTarget
 from builder.typed_yaml.decode import did_you_mean
 
 log = logging.getLogger("meshseed.replace")
 
-# k3s's own kubectl, as root: the login user is the cloud image's, with sudo, and the
-# kubeconfig k3s writes is root's alone.
-KUBECTL = ("sudo", "-n", "k3s", "kubectl")
 # How long the delete may wait for k3s to remove the etcd member (its finalizer).
 DELETE_TIMEOUT = "5m"
-SSH_TIMEOUT = 420.0
-NODE_LIMIT = 4 << 20
 BOOTSTRAPPED_LINES = (
     "# The cluster exists: every seed joins it (written by `meshseed replace`).\nbootstrapped: true\n"
 )
-
-
-@dataclass(frozen=True)
-class Login:
-    """How to reach a node: which of its addresses, as whom, with which ssh settings."""
-
-    via: str  # "public" or "overlay"
-    user: str
-    config: Path | None = None
-    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,38 +75,6 @@ def healthy_server(site: Site, lost: Node, through: str | None) -> Node:
     if chosen.role is not Role.SERVER:
         raise bad_input(f"{chosen.name} is a {chosen.role} node; only a server can remove a node")
     return chosen
-
-
-@contextlib.contextmanager
-def login_to(deriver: SecretDeriver, node: Node, login: Login) -> Iterator[SshTarget]:
-    """An ssh target for `node` that accepts its derived host key and no other."""
-    from builder.ssh_host_keys import pinned_host_key  # noqa: PLC0415 - loads cryptography
-
-    if login.via == "overlay":
-        host = str(mycelium_identity(deriver, node.name).overlay_address)
-    else:
-        host = str(node.public_ipv6.ip)
-    with pinned_host_key(deriver, node.name) as pinned:
-        # The pinned options first: ssh takes the first value it sees of each.
-        yield SshTarget(host, login.user, login.config, (*pinned, *login.options))
-
-
-def kubectl(target: SshTarget, *arguments: str) -> bytes:
-    return ssh_output(target, [*KUBECTL, *arguments], limit=NODE_LIMIT, timeout=SSH_TIMEOUT)
-
-
-def ready_status(node_json: bytes, name: str, through: str) -> str | None:
-    """The Node's Ready condition ("True", "False", "Unknown"), or None without an object."""
-    if not node_json.strip():
-        return None
-    try:
-        node: Any = json.loads(node_json)
-        conditions = node["status"].get("conditions") or []
-        return next((str(c["status"]) for c in conditions if c.get("type") == "Ready"), "Unknown")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise MeshseedError(
-            f"{through} answered `kubectl get node {name}` with something not a Node"
-        ) from None
 
 
 def remove_from_cluster(target: SshTarget, lost: Node, through: Node) -> Removal:

@@ -1,4 +1,4 @@
-"""OpenSSH's client, for reading the backup node: one logged command per remote action."""
+"""OpenSSH's client, for working on the nodes: one logged command per remote action."""
 
 from __future__ import annotations
 
@@ -31,13 +31,23 @@ class SshTarget:
     options: tuple[str, ...] = ()
 
     def argv(self, remote: Sequence[str]) -> list[str]:
+        # The remote side gets one shell-quoted string, so names travel intact.
+        return [*self._ssh(), "-l", self.user, "--", self.host, shlex.join(remote)]
+
+    def _ssh(self) -> list[str]:
         argv = [find("ssh", PACKAGE), "-o", "BatchMode=yes"]
         if self.config is not None:
             argv += ["-F", str(self.config)]
         for option in self.options:
             argv += ["-o", option]
-        # The remote side gets one shell-quoted string, so names travel intact.
-        return [*argv, "-l", self.user, "--", self.host, shlex.join(remote)]
+        return argv
+
+    def close_master(self) -> None:
+        """End the shared connection of a target with ControlMaster options, if one runs
+        (ssh -O exit); a failure here only leaves it to its ControlPersist timeout."""
+        argv = [*self._ssh(), "-O", "exit", "-l", self.user, "--", self.host]
+        log.info("running: %s", shlex.join(argv))
+        subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
 
 
 class OutputTooLongError(MeshseedError):
@@ -45,12 +55,19 @@ class OutputTooLongError(MeshseedError):
 
 
 def ssh_output(
-    target: SshTarget, remote: Sequence[str], *, limit: int = 16 << 20, timeout: float = 120
+    target: SshTarget,
+    remote: Sequence[str],
+    *,
+    limit: int = 16 << 20,
+    timeout: float = 120,
+    stdin: BinaryIO | None = None,
+    label: str | None = None,
 ) -> bytes:
     """The remote command's stdout (at most `limit` bytes); MeshseedError with its stderr
-    when it fails, OutputTooLongError when it sends more."""
+    when it fails, OutputTooLongError when it sends more. `stdin`, a file, is its input;
+    `label` names the command in messages instead of its words (a long script's, say)."""
     out = io.BytesIO()
-    ssh_stream(target, remote, out, limit=limit, timeout=timeout)
+    ssh_stream(target, remote, out, limit=limit, timeout=timeout, stdin=stdin, label=label)
     return out.getvalue()
 
 
@@ -61,6 +78,8 @@ def ssh_stream(
     *,
     limit: int | None = None,
     timeout: float | None = None,
+    stdin: BinaryIO | None = None,
+    label: str | None = None,
 ) -> int:
     """Stream the remote command's stdout into `out`; the number of bytes copied.
 
@@ -69,10 +88,13 @@ def ssh_stream(
     of it cannot stall the copy) and only its tail kept, and whatever goes wrong here, a
     full disk included, ends ssh rather than leaving it blocked on a pipe.
     """
+    named = label or shlex.join(remote)
     argv = target.argv(remote)
     log.info("running: %s", shlex.join(argv))
     copied = 0
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+    # Without input, none: ssh must not read the caller's terminal.
+    source = stdin if stdin is not None else subprocess.DEVNULL
+    with subprocess.Popen(argv, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None and process.stderr is not None
         stderr = _Tail(process.stderr)
         timer = threading.Timer(timeout, process.kill) if timeout is not None else None
@@ -84,8 +106,7 @@ def ssh_stream(
                     out.write(chunk[: limit - copied])
                     copied = limit
                     raise OutputTooLongError(
-                        f"ssh {target.user}@{target.host} {shlex.join(remote)} sent more than {limit} bytes;"
-                        " cut off there"
+                        f"ssh {target.user}@{target.host} {named} sent more than {limit} bytes; cut off there"
                     )
                 out.write(chunk)
                 copied += len(chunk)
@@ -99,9 +120,9 @@ def ssh_stream(
             process.wait()
             stderr.join()
     if timer is not None and code == -signal.SIGKILL:
-        raise MeshseedError(f"ssh to {target.host} timed out after {timeout:.0f} s: {shlex.join(remote)}")
+        raise MeshseedError(f"ssh to {target.host} timed out after {timeout:.0f} s: {named}")
     if code != 0:
-        raise _failed(target, remote, code, stderr.text)
+        raise _failed(target, named, code, stderr.text)
     return copied
 
 
@@ -123,9 +144,9 @@ class _Tail(threading.Thread):
             self.text = (self.text + chunk)[-_STDERR_KEPT:]
 
 
-def _failed(target: SshTarget, remote: Sequence[str], code: int, stderr: bytes) -> MeshseedError:
+def _failed(target: SshTarget, named: str, code: int, stderr: bytes) -> MeshseedError:
     tail = "\n".join(stderr.decode(errors="replace").strip().splitlines()[-5:])
     return MeshseedError(
-        f"ssh {target.user}@{target.host} {shlex.join(remote)} failed (exit status {code}): {tail}",
+        f"ssh {target.user}@{target.host} {named} failed (exit status {code}): {tail}",
         hint="check the address, user and key; --ssh-config takes an ssh_config file",
     )

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.backup.sshd_fixtures import keygen
 from tests.conftest import EXAMPLE_SITE
 from tests.integration.cli import meshseed
 from tests.pinned import write_test_lock
 from tests.replace.fake_cluster import FakeServer, cluster_of_the_example_site
 from tests.replace.test_bootstrap import seed_k3s_config
+from tests.sshd_nodes import keygen
 
 
 def example(root: Path) -> Path:

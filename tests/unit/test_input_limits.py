@@ -164,4 +164,5 @@ def test_master_key_is_offered_only_where_secrets_are_read() -> None:
         "meshseed keys init",
         "meshseed backup pull",
         "meshseed replace",  # rebuilds the seeds
+        "meshseed apply",  # the nodes' derived host keys
     }

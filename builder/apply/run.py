@@ -1,0 +1,121 @@
+"""`meshseed apply` from start to end: what dist/ wants, what each node has, the plan,
+then (unless --dry-run) the changes; and how to print it all."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.apply.desired import site_wants
+from builder.apply.plan import NodePlan, pinned_binary, plan_node
+from builder.apply.remote import OnNode
+from builder.apply.rollout import Cluster, Outcome, health_problems, roll_out
+from builder.apply.versions import parse_version
+from builder.errors import MeshseedError, bad_input
+from builder.lock import Lock
+from builder.secrets import SecretDeriver
+from builder.site import Site
+from builder.ssh_login import Login, login_to
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    force: bool = False
+    timeout: float = 600.0
+    node_root: str = ""  # "{node}" in it becomes each node's name (tests only)
+
+
+@dataclass
+class Report:
+    plans: list[NodePlan]
+    problems: list[str]
+    dry_run: bool
+    outcome: Outcome = field(default_factory=Outcome)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "plan": [plan.as_json() for plan in self.plans],
+            "healthy": not self.problems,
+            "problems": self.problems,
+            "dry_run": self.dry_run,
+            **({} if self.dry_run else self.outcome.as_json()),
+        }
+
+
+def apply(
+    site: Site,
+    dist: Path,
+    lock: Lock,
+    login: Login,
+    deriver: SecretDeriver,
+    *,
+    options: Options,
+    say: Callable[[str], None],
+    show_plan: Callable[[Report], None],
+) -> Report:
+    wants = site_wants(site, dist)
+    if "k3s" not in lock.binaries:
+        raise bad_input("images.lock pins no k3s: lock first (`meshseed lock`), then build")
+    pinned = parse_version(lock.k3s_version, "images.lock: k3s.version")
+    for node in wants:
+        if pinned_binary(node).sha256 != lock.binaries["k3s"].sha256:
+            raise bad_input(
+                f"{dist}/nodes/{node.node.name}: its seed pins another k3s than images.lock "
+                f"({lock.k3s_version})",
+                hint="build again, so that dist/ is the build of this images.lock",
+            )
+    with contextlib.ExitStack() as stack:
+        nodes = {
+            want.node.name: OnNode(
+                want.node.name,
+                stack.enter_context(login_to(deriver, want.node, login, shared=True)),
+                options.node_root.replace("{node}", want.node.name),
+            )
+            for want in wants
+        }
+        # Reading is safe to do on every node at once, and most of it is waiting.
+        with ThreadPoolExecutor(max_workers=len(wants)) as pool:
+            futures = [pool.submit(plan_node, nodes[want.node.name], want, pinned) for want in wants]
+        # The first node's error, in the site's order, whatever finished first.
+        plans = [future.result() for future in futures]
+        cluster = Cluster(plans, nodes, options.timeout, say)
+        report = Report(plans, health_problems(cluster), options.dry_run)
+        show_plan(report)
+        if options.dry_run or not any(plan.changes or plan.manifests for plan in plans):
+            return report
+        if report.problems and not options.force:
+            raise MeshseedError(
+                "the cluster is not healthy, so apply changes nothing: " + "; ".join(report.problems),
+                hint="bring it back first, or apply with --force",
+            )
+        report.outcome = roll_out(cluster)
+    return report
+
+
+def plan_text(report: Report) -> str:
+    lines = []
+    for plan in report.plans:
+        k3s = f"k3s {plan.running}" + (f" -> {plan.pinned}" if plan.upgrade else "")
+        head = f"{plan.name} ({plan.wants.node.role.value}, {k3s})"
+        if not plan.changes:
+            lines.append(f"{head}: no change")
+            continue
+        restarts = [unit for unit in plan.restarts() if unit != "daemon-reload"]
+        how = f"drain, restart {', '.join(restarts)}" if restarts else "no restart"
+        lines.append(f"{head}: {len(plan.changes)} change(s), {how}")
+        lines += [f"  {change.action} {change.wanted.path}" for change in plan.changes]
+    manifests: dict[str, list[str]] = {}
+    for plan in report.plans:
+        for change in plan.manifests:
+            manifests.setdefault(f"{change.action} {change.wanted.path}", []).append(plan.name)
+    for what, servers in sorted(manifests.items(), key=lambda item: item[0].split(" ", 1)[1]):
+        lines.append(f"manifest: {what} on {', '.join(servers)}")
+    if not any(plan.changes or plan.manifests for plan in report.plans):
+        lines.append("every node matches dist/")
+    lines += [f"unhealthy: {problem}" for problem in report.problems]
+    return "\n".join(lines) + "\n"

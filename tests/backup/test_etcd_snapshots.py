@@ -239,8 +239,12 @@ def test_what_arrives_other_than_sent_is_refused(receiver: Receiver, tmp_path: P
     assert [path.name for path in stored(receiver.root)] == [name.strip()]
 
 
-def test_a_sender_without_the_token_is_turned_away(receiver: Receiver, tmp_path: Path) -> None:
-    etcd_snapshot(tmp_path / "server", "edx1", dt.datetime.now(UTC) - dt.timedelta(hours=1))
+@pytest.mark.parametrize("pages", [4, 8192], ids=["small", "still-sending-when-refused"])
+def test_a_sender_without_the_token_is_turned_away(receiver: Receiver, tmp_path: Path, pages: int) -> None:
+    # A big snapshot is still being sent when the receiver answers and closes: the sender
+    # must report the answer, not the broken pipe.
+    when = dt.datetime.now(UTC) - dt.timedelta(hours=1)
+    etcd_snapshot(tmp_path / "server", "edx1", when, pages=pages, zipped=False)
     sent = send(tmp_path / "server", receiver.url, token="0" * 64)
     assert sent.returncode == 1 and "(401)" in sent.stderr
     assert "0" * 64 not in sent.stderr + sent.stdout

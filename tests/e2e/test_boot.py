@@ -68,7 +68,8 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
     work.mkdir()
     link = (work / "s1.sock", work / "s2.sock")
     # Each stays up until it has met the other: s1 until it served s2's join, s2 until it
-    # has an answer; s1 lingers on for its Mycelium double's crash and restart.
+    # has an answer; s1 lingers on for its Mycelium double's crash and restart
+    # (5 s after k3s starts, then RestartSec=5), with room to spare.
     first = boot(
         "s1",
         project,
@@ -76,7 +77,7 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         work,
         mac="52:54:00:00:0e:01",
         link=link,
-        linger=90,
+        linger=40,
         await_file="/var/lib/meshseed-test/served.log",
     )
     second = boot(

@@ -14,6 +14,7 @@ import base64
 import gzip
 import hashlib
 import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from builder.site import Node, Role, Site
 MANIFESTS_DIR = "/var/lib/rancher/k3s/server/manifests"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 K3S_BINARY = "/usr/local/bin/k3s"
+MYCELIUM_BINARY = "/usr/local/bin/mycelium"
+# node-setup installs this member of the pinned archive (node-setup.sh.j2).
+MYCELIUM_MEMBER = "mycelium"
 SEED_MANIFESTS = "/var/lib/meshseed/manifests/"
 
 FIREWALL = "meshseed-firewall.service"
@@ -166,6 +170,10 @@ def node_wants(node: Node, dist: Path) -> NodeWants:
         raise MeshseedError(f"{origin}: its node-setup pins no k3s binary")
     k3s = pinned["k3s"]
     files.append(Wanted(K3S_BINARY, 0o755, k3s.sha256, (unit,), source=_binary(dist, k3s.sha256)))
+    if "mycelium.tar.gz" in pinned:
+        mycelium = _mycelium_binary(dist, pinned["mycelium.tar.gz"].sha256)
+        if mycelium is not None:
+            files.append(mycelium)
     for name, file in sorted(pinned.items()):
         # The air-gap bundle and the archive of our images, which k3s imports as it starts.
         if file.verb == "get" and name.startswith("images.tar"):
@@ -180,12 +188,29 @@ def node_wants(node: Node, dist: Path) -> NodeWants:
 
 
 def _binary(dist: Path, sha256: str) -> Path | None:
-    """The k3s binary in dist/ (an --airgap build puts it there); None when it is missing,
-    which matters only if a node needs it."""
+    """A pinned binary in dist/ (an --airgap build puts k3s and the Mycelium archive there);
+    None when it is missing, which for k3s matters only if a node needs it."""
     try:
         return dist_file_with(dist, sha256, "airgap/binaries")
     except MeshseedError:
         return None
+
+
+def _mycelium_binary(dist: Path, archive_sha256: str) -> Wanted | None:
+    """The binary node-setup installs from the pinned Mycelium archive, read from the
+    archive an --airgap build leaves in dist/; None without it (nothing to compare with)."""
+    archive = _binary(dist, archive_sha256)
+    if archive is None:
+        return None
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            member = tar.extractfile(MYCELIUM_MEMBER)
+            if member is None:
+                raise KeyError(MYCELIUM_MEMBER)
+            data = member.read()
+    except (KeyError, tarfile.TarError, OSError) as error:
+        raise MeshseedError(f"{archive}: no readable {MYCELIUM_MEMBER} binary in it ({error})") from None
+    return Wanted(MYCELIUM_BINARY, 0o755, hashlib.sha256(data).hexdigest(), (MYCELIUM,), data=data)
 
 
 def _manifests(dist: Path) -> tuple[Wanted, ...]:

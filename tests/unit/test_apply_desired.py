@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from builder.apply.desired import IMAGES_DIR, K3S_BINARY, node_wants
+from builder.apply.desired import IMAGES_DIR, K3S_BINARY, MYCELIUM_BINARY, node_wants
 from builder.apply.versions import K3sVersion, check_step, parse_version
 from builder.errors import ExitStatus, MeshseedError
 from builder.site import load_site
@@ -95,6 +97,51 @@ def test_a_server_wants_its_seed_files_k3s_its_images_and_the_manifests(tmp_path
         ("a-secrets.yaml", 0o600),
         ("b.yaml", 0o644),
     ]
+
+
+def with_mycelium_archive(dist: Path, node: str, members: dict[str, bytes]) -> str:
+    """An --airgap build's Mycelium archive in dist/ and the pin of it in the seed; its sha256."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    archive = buffer.getvalue()
+    digest = hashlib.sha256(archive).hexdigest()
+    # Named as an --airgap build names it: after the lock's entry, not the archive.
+    (dist / "airgap" / "binaries" / "mycelium").write_bytes(archive)
+    with (dist / "SHA256SUMS").open("a") as sums:
+        sums.write(f"{digest}  airgap/binaries/mycelium\n")
+    user_data = dist / "nodes" / node / "user-data"
+    document = yaml.safe_load(user_data.read_text())
+    for entry in document["write_files"]:
+        if entry["path"] == "/usr/local/lib/meshseed/node-setup":
+            entry["content"] += f"get mycelium.tar.gz https://example.org/mycelium.tar.gz {digest}\n"
+    user_data.write_text("#cloud-config\n" + yaml.safe_dump(document))
+    return digest
+
+
+def test_the_mycelium_binary_is_the_one_in_the_pinned_archive_and_restarts_mycelium(tmp_path: Path) -> None:
+    site = load_site(EXAMPLE_SITE)
+    server = site.servers[0]
+    dist = fake_dist(tmp_path, server.name)
+    # Without the archive in dist/ (a build without --airgap) there is nothing to compare.
+    assert MYCELIUM_BINARY not in {want.path for want in node_wants(server, dist).files}
+    with_mycelium_archive(dist, server.name, {"LICENSE": b"text", "mycelium": b"mycelium v0.6"})
+    files = {want.path: want for want in node_wants(server, dist).files}
+    binary = files[MYCELIUM_BINARY]
+    assert binary.sha256 == hashlib.sha256(b"mycelium v0.6").hexdigest() and binary.data == b"mycelium v0.6"
+    assert binary.mode == 0o755 and binary.restarts == ("mycelium.service",)
+
+
+def test_a_mycelium_archive_without_the_binary_is_an_error_naming_it(tmp_path: Path) -> None:
+    site = load_site(EXAMPLE_SITE)
+    server = site.servers[0]
+    dist = fake_dist(tmp_path, server.name)
+    with_mycelium_archive(dist, server.name, {"README": b"no binary here"})
+    with pytest.raises(MeshseedError, match=r"binaries/mycelium: no readable mycelium binary"):
+        node_wants(server, dist)
 
 
 def test_an_agent_wants_no_manifests_and_restarts_k3s_agent(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from builder.errors import MeshseedError, bad_input
 from builder.images.archive import OWN_ARCHIVE_DIST
 from builder.render.firewall import RULESET
 from builder.render.manifest_rules import SECRET_SUFFIX
+from builder.render.node import STAGED
 from builder.site import Node, Role, Site
 
 MANIFESTS_DIR = "/var/lib/rancher/k3s/server/manifests"
@@ -170,8 +171,8 @@ def node_wants(node: Node, dist: Path) -> NodeWants:
         raise MeshseedError(f"{origin}: its node-setup pins no k3s binary")
     k3s = pinned["k3s"]
     files.append(Wanted(K3S_BINARY, 0o755, k3s.sha256, (unit,), source=_binary(dist, k3s.sha256)))
-    if "mycelium.tar.gz" in pinned:
-        mycelium = _mycelium_binary(dist, pinned["mycelium.tar.gz"].sha256)
+    if STAGED["mycelium"] in pinned:
+        mycelium = _mycelium_binary(dist, pinned[STAGED["mycelium"]].sha256)
         if mycelium is not None:
             files.append(mycelium)
     for name, file in sorted(pinned.items()):

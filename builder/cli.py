@@ -393,7 +393,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     site = load_site(args.site)
     lock = read_lock(args.lock or pinning_root() / DEFAULT_LOCK)
-    options = Options(args.dry_run, args.force, float(args.timeout), args.node_root)
+    options = Options(args.dry_run, args.force, float(args.timeout), args.node_root, args.only)
 
     def say(text: str) -> None:
         print(text, file=sys.stderr)
@@ -748,9 +748,24 @@ def _add_apply_arguments(sub: argparse.ArgumentParser) -> None:
         help="how long a node may take to drain, and to come back after its restart (default: 600)",
     )
     sub.add_argument("--lock", type=Path, metavar="FILE", help="the images.lock dist/ was built from")
+    sub.add_argument(
+        "--only",
+        type=_node_names,
+        default=(),
+        metavar="NODE[,NODE...]",
+        help="log in to and change only these nodes (the others still count for the cluster's "
+        "health, as the servers see them): for a node that is down, or a change tried on a few first",
+    )
     _add_ssh_login(sub, "nodes")
     # Each node's files under this folder ("{node}": its name), for the tests' stand-in nodes.
     sub.add_argument("--node-root", default="", help=argparse.SUPPRESS)
+
+
+def _node_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of node names")
+    return names
 
 
 def _positive(text: str) -> int:

@@ -17,7 +17,7 @@ from builder.apply.plan import NodePlan
 from builder.apply.remote import OnNode
 from builder.errors import MeshseedError
 from builder.remote_kubectl import kubectl, parsed, ready_condition
-from builder.site import Role
+from builder.site import Node, Role
 
 log = logging.getLogger("meshseed.apply")
 
@@ -50,23 +50,31 @@ class Cluster:
     nodes: dict[str, OnNode]
     timeout: float
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+    # Nodes `--only` left out: not logged in to, but the cluster's health still counts
+    # them, as the servers' Kubernetes API sees them.
+    left_out: tuple[Node, ...] = ()
 
     @property
     def servers(self) -> list[NodePlan]:
         return [plan for plan in self.plans if plan.wants.node.role is Role.SERVER]
 
-    def control_for(self, name: str) -> OnNode:
+    def watcher_for(self, name: str) -> OnNode | None:
         """A server to run kubectl on while `name` restarts: never `name` itself."""
-        for plan in self.servers:
-            if plan.name != name:
-                return self.nodes[plan.name]
-        raise MeshseedError("the site has no other server to watch the node from")
+        return next((self.nodes[plan.name] for plan in self.servers if plan.name != name), None)
+
+    def control_for(self, name: str) -> OnNode:
+        if (watcher := self.watcher_for(name)) is None:
+            raise MeshseedError("the site has no other server to watch the node from")
+        return watcher
 
 
 def health_problems(cluster: Cluster) -> list[str]:
     """Why the cluster is not healthy: a node without its Node object or not Ready, a
-    server that is not an etcd member or whose etcd does not answer."""
+    server that is not an etcd member or whose etcd does not answer (asked only of the
+    servers apply logs in to; a left-out server counts by its Node object)."""
     problems = []
+    if not cluster.servers:
+        return ["no server among the nodes applied to, so nothing can tell the cluster's health"]
     for server in cluster.servers:
         control = cluster.nodes[server.name]
         try:
@@ -92,23 +100,28 @@ def health_problems(cluster: Cluster) -> list[str]:
                 strict=True,
             )
         )
-    for plan in cluster.plans:
-        item = found.get(plan.name)
-        if item is None:
-            problems.append(f"{plan.name} has no Node object")
-            continue
-        try:
-            condition = ready_condition(item) or {}
-        except (KeyError, TypeError, AttributeError):
-            condition = {"status": "unreadable"}
-        if condition.get("status") != "True":
-            problems.append(f"{plan.name} is NotReady (Ready: {condition.get('status', 'not reported')})")
-        if plan.wants.node.role is Role.SERVER:
-            if (item["metadata"].get("labels") or {}).get(ETCD_ROLE) != "true":
-                problems.append(f"{plan.name} is not an etcd member (no {ETCD_ROLE}=true label)")
-            reason = etcd[plan.name]
-            if reason is not None:
-                problems.append(f"{plan.name}'s etcd is not healthy: {reason}")
+    for node in [plan.wants.node for plan in cluster.plans] + list(cluster.left_out):
+        problems += node_problems(node, found.get(node.name), etcd.get(node.name))
+    return problems
+
+
+def node_problems(node: Node, item: Any, etcd_reason: str | None) -> list[str]:
+    """What is wrong with one node as `kubectl get nodes` shows it (`item`, None when it
+    has no Node object) and, for a server apply logs in to, as its own etcd answers."""
+    if item is None:
+        return [f"{node.name} has no Node object"]
+    problems = []
+    try:
+        condition = ready_condition(item) or {}
+    except (KeyError, TypeError, AttributeError):
+        condition = {"status": "unreadable"}
+    if condition.get("status") != "True":
+        problems.append(f"{node.name} is NotReady (Ready: {condition.get('status', 'not reported')})")
+    if node.role is Role.SERVER:
+        if (item["metadata"].get("labels") or {}).get(ETCD_ROLE) != "true":
+            problems.append(f"{node.name} is not an etcd member (no {ETCD_ROLE}=true label)")
+        if etcd_reason is not None:
+            problems.append(f"{node.name}'s etcd is not healthy: {etcd_reason}")
     return problems
 
 

@@ -28,6 +28,7 @@ class Options:
     force: bool = False
     timeout: float = 600.0
     node_root: str = ""  # "{node}" in it becomes each node's name (tests only)
+    only: tuple[str, ...] = ()  # the nodes to log in to and change; empty: every node
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Report:
     plans: list[NodePlan]
     problems: list[str]
     dry_run: bool
+    left_out: list[str] = field(default_factory=list)  # by --only: neither read nor changed
     outcome: Outcome = field(default_factory=Outcome)
 
     def as_json(self) -> dict[str, Any]:
@@ -43,6 +45,7 @@ class Report:
             "healthy": not self.problems,
             "problems": self.problems,
             "dry_run": self.dry_run,
+            "left_out": self.left_out,
             **({} if self.dry_run else self.outcome.as_json()),
         }
 
@@ -59,6 +62,13 @@ def apply(
     show_plan: Callable[[Report], None],
 ) -> Report:
     wants = site_wants(site, dist)
+    if unknown := sorted(set(options.only) - {want.node.name for want in wants}):
+        raise bad_input(
+            f"--only names {', '.join(unknown)}, not a node of cluster {site.cluster}",
+            hint=f"the site's nodes: {', '.join(want.node.name for want in wants)}",
+        )
+    left_out = [want.node for want in wants if options.only and want.node.name not in options.only]
+    wants = [want for want in wants if want.node not in left_out]
     if "k3s" not in lock.binaries:
         raise bad_input("images.lock pins no k3s: lock first (`meshseed lock`), then build")
     pinned = parse_version(lock.k3s_version, "images.lock: k3s.version")
@@ -83,11 +93,17 @@ def apply(
             futures = [pool.submit(plan_node, nodes[want.node.name], want, pinned) for want in wants]
         # The first node's error, in the site's order, whatever finished first.
         plans = [future.result() for future in futures]
-        cluster = Cluster(plans, nodes, options.timeout, say)
-        report = Report(plans, health_problems(cluster), options.dry_run)
+        cluster = Cluster(plans, nodes, options.timeout, say, tuple(left_out))
+        report = Report(plans, health_problems(cluster), options.dry_run, [node.name for node in left_out])
         show_plan(report)
         if options.dry_run or not any(plan.changes or plan.manifests for plan in plans):
             return report
+        if unwatched := [plan.name for plan in plans if plan.drains and not cluster.watcher_for(plan.name)]:
+            raise bad_input(
+                f"no other server among the nodes applied to can watch {', '.join(unwatched)} "
+                "drain and come back",
+                hint="add a healthy server to --only",
+            )
         if report.problems and not options.force:
             raise MeshseedError(
                 "the cluster is not healthy, so apply changes nothing: " + "; ".join(report.problems),
@@ -117,5 +133,7 @@ def plan_text(report: Report) -> str:
         lines.append(f"manifest: {what} on {', '.join(servers)}")
     if not any(plan.changes or plan.manifests for plan in report.plans):
         lines.append("every node matches dist/")
+    if report.left_out:
+        lines.append(f"left out (--only): {', '.join(report.left_out)}")
     lines += [f"unhealthy: {problem}" for problem in report.problems]
     return "\n".join(lines) + "\n"

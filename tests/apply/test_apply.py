@@ -306,3 +306,56 @@ def test_a_k3s_downgrade_and_a_skipped_minor_version_are_refused(cluster: FakeCl
     assert f"vault runs k3s v1.31.9+k3s1; the pinned {PINNED} skips a minor version" in skip.stderr
     assert "upgrade to a v1.32 release first" in skip.stderr
     assert acts(cluster) == [] and snapshot(cluster) == before
+
+
+def test_only_changes_the_named_nodes_and_still_counts_the_others_health(
+    cluster: FakeCluster, built: Built
+) -> None:
+    drift(cluster, "edx2", CONFIG)
+    drift(cluster, "edx3", MYCELIUM_UNIT)
+    vault_config = drift(cluster, "vault", CONFIG)
+    # vault cannot be reached at all: its address leads to a port nothing listens on, so
+    # any attempt to log in to it would fail the run.
+    ports = {**cluster.ports, PUBLIC_ADDRESSES["vault"]: 9}
+    config = client_config(cluster.state.parent / "vault-down" / "ssh_config", ports, cluster.login_key)
+    cluster.add_node("vault", "False")
+
+    refused = apply(built, cluster, "--only", "edx2,edx3", ssh_config=config)
+    assert refused.returncode == 1 and "vault is NotReady (Ready: False)" in refused.stderr
+    assert acts(cluster) == []
+
+    result = apply(built, cluster, "--only", "edx2,edx3", "--force", "--json", ssh_config=config)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [plan["node"] for plan in report["plan"]] == ["edx2", "edx3"]
+    assert report["left_out"] == ["edx1", "vault"] and report["changed"] == ["edx2", "edx3"]
+    assert report["problems"] == ["vault is NotReady (Ready: False)"]
+    assert {call.node for call in cluster.all_calls()} <= {"edx2", "edx3"}
+    assert [(subject(call), call.argv[2]) for call in acts(cluster) if call.argv[0] == "k3s"] == [
+        ("edx2", "drain"),
+        ("edx2", "uncordon"),
+        ("edx3", "drain"),
+        ("edx3", "uncordon"),
+    ]
+    assert on_node(cluster, "vault", CONFIG).read_bytes() == b"# an older build's\n" != vault_config
+    plan = apply(built, cluster, "--only", "edx2,edx3", "--force", "--dry-run", ssh_config=config)
+    assert plan.stdout.splitlines()[-2:] == [
+        "left out (--only): edx1, vault",
+        "unhealthy: vault is NotReady (Ready: False)",
+    ]
+
+
+def test_only_refuses_an_unknown_node_and_a_drain_no_other_server_can_watch(
+    cluster: FakeCluster, built: Built
+) -> None:
+    drift(cluster, "edx1", CONFIG)
+    before = snapshot(cluster)
+    unknown = apply(built, cluster, "--only", "edx1,edx9")
+    assert unknown.returncode == 2
+    assert "--only names edx9, not a node of cluster" in unknown.stderr and "edx1, edx2" in unknown.stderr
+    alone = apply(built, cluster, "--only", "edx1")
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr
+    assert "no other server among the nodes applied to can watch edx1" in alone.stderr
+    # A dry run only reads, so it needs no watcher.
+    assert apply(built, cluster, "--only", "edx1", "--dry-run").returncode == 0
+    assert acts(cluster) == [] and snapshot(cluster) == before

@@ -14,11 +14,28 @@ from __future__ import annotations
 import io
 import tarfile
 
+from tests.integration.upstream_text import K3S_VERSION
+
 K3S = r"""#!/bin/sh
-# TEST DOUBLE of k3s (meshseed e2e): records, listens on 6443 as a server, joins the server it is given.
+# TEST DOUBLE of k3s (meshseed e2e): records, listens on 6443 as a server, joins the server
+# it is given, keeps a table of the nodes' heartbeats, and answers the few kubectl calls
+# `meshseed apply` makes from it.
 out=/var/lib/meshseed-test
 mkdir -p "$out"
-echo "k3s $(cut -d' ' -f1 /proc/uptime) $*" >> "$out/order.log"
+case "$1" in
+  --version)
+    echo "k3s version @VERSION@ (e2e test double)"
+    echo "go version go1.24.6"
+    exit 0
+    ;;
+  kubectl)
+    shift
+    exec python3 - kubectl "$@" <<'PY'
+@CLUSTER@
+PY
+    ;;
+esac
+echo "k3s $(cut -d' ' -f1 /proc/uptime) $(date +%s) $*" >> "$out/order.log"
 echo "$*" > "$out/k3s.args"
 cp /etc/rancher/k3s/config.yaml "$out/k3s-config.yaml"
 ip=$(sed -n 's/^node-ip: //p' /etc/rancher/k3s/config.yaml)
@@ -38,24 +55,141 @@ else:
     print("never reached", sys.argv[1], flush=True)
 ' "$server" >> "$out/join.log" 2>&1 &
 fi
-if [ "$1" = server ]; then
-  exec python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 6443))
-s.listen()
-while True:
-    c, addr = s.accept()
-    c.recv(64)
-    c.sendall(b"k3s-double " + sys.argv[1].encode() + b"\n")
-    with open("/var/lib/meshseed-test/served.log", "a") as log:
-        log.write("served " + addr[0] + "\n")
-    c.close()
-' "$ip"
-fi
-exec sleep infinity
+exec python3 - daemon "$1" "$ip" "$server" <<'PY'
+@CLUSTER@
+PY
 """
+
+# The cluster the k3s double pretends to be: each node's daemon writes its heartbeat
+# into /var/lib/meshseed-test/cluster.json every 2 s; a joined node sends its table to
+# its server on 6443 and merges the server's answer, so every server knows every node.
+# kubectl reads that table: a node is Ready while its heartbeat is fresh, a server is an
+# etcd member, and /readyz/etcd is "ok" while this node's own daemon beats.
+CLUSTER = r"""
+import datetime, json, os, socket, sys, threading, time
+
+OUT = "/var/lib/meshseed-test"
+TABLE = OUT + "/cluster.json"
+ETCD_ROLE = "node-role.kubernetes.io/etcd"
+FRESH = 40  # seconds; two guests' clocks may differ by a few
+lock = threading.Lock()
+
+
+def own_name():
+    for line in open("/etc/rancher/k3s/config.yaml"):
+        if line.startswith("node-name: "):
+            return line.split(": ", 1)[1].strip().strip(chr(34))
+    return socket.gethostname()
+
+
+def load():
+    try:
+        with open(TABLE) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return {}
+
+
+def merge(other):
+    with lock:
+        table = load()
+        for name, entry in other.items():
+            if name not in table or entry["heartbeat"] > table[name]["heartbeat"]:
+                table[name] = entry
+        temporary = TABLE + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(table, file)
+        os.replace(temporary, TABLE)
+        return table
+
+
+def serve(ip):
+    listener = socket.socket(socket.AF_INET6)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for _ in range(60):
+        try:
+            listener.bind((ip, 6443))
+            break
+        except OSError:
+            time.sleep(1)
+    listener.listen()
+    while True:
+        connection, address = listener.accept()
+        with connection:
+            line = connection.makefile("rb").readline().decode()
+            if line.startswith("beat "):
+                table = merge(json.loads(line[5:]))
+                connection.sendall(json.dumps(table).encode() + b"\n")
+                continue
+            connection.sendall(b"k3s-double " + ip.encode() + b"\n")
+            with open(OUT + "/served.log", "a") as log:
+                log.write("served " + address[0] + "\n")
+
+
+def daemon(role, ip, server):
+    name = own_name()
+    if role == "server":
+        threading.Thread(target=serve, args=(ip,), daemon=True).start()
+    while True:
+        table = merge({name: {"heartbeat": time.time(), "server": role == "server"}})
+        if server:
+            try:
+                with socket.create_connection((server, 6443), timeout=3) as connection:
+                    connection.sendall(b"beat " + json.dumps(table).encode() + b"\n")
+                    merge(json.loads(connection.makefile("rb").readline()))
+            except (OSError, ValueError):
+                pass
+        time.sleep(2)
+
+
+def node(name, entry):
+    fresh = time.time() - entry["heartbeat"] < FRESH
+    stamp = datetime.datetime.fromtimestamp(entry["heartbeat"], datetime.timezone.utc)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {ETCD_ROLE: "true"} if entry["server"] else {}},
+        "spec": {},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if fresh else "Unknown",
+                    "lastHeartbeatTime": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            ]
+        },
+    }
+
+
+def kubectl(args):
+    table = load()
+    if args[:3] == ["get", "nodes", "-o"]:
+        items = [node(name, entry) for name, entry in sorted(table.items())]
+        print(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items}))
+    elif args[:2] == ["get", "node"]:
+        if args[2] not in table:
+            sys.exit("Error from server (NotFound): nodes " + chr(34) + args[2] + chr(34) + " not found")
+        print(json.dumps(node(args[2], table[args[2]])))
+    elif args == ["get", "--raw", "/readyz/etcd"]:
+        own = table.get(own_name())
+        if own is None or time.time() - own["heartbeat"] > 10:
+            sys.exit("[-]etcd failed: reason withheld")
+        print("ok")
+    elif args[0] in ("drain", "uncordon"):
+        with open(OUT + "/kubectl.log", "a") as log:
+            log.write(" ".join([args[0], args[1], str(time.time())]) + "\n")
+        print("node/" + args[1] + " " + args[0] + "ed")
+    else:
+        sys.exit("kubectl " + " ".join(args) + ": not something the k3s test double answers")
+
+
+if sys.argv[1] == "kubectl":
+    kubectl(sys.argv[2:])
+else:
+    daemon(*sys.argv[2:5])
+"""
+K3S = K3S.replace("@CLUSTER@", CLUSTER.strip("\n")).replace("@VERSION@", K3S_VERSION)
 
 INSTALL = r"""#!/bin/sh
 # TEST DOUBLE of k3s' install.sh (meshseed e2e): records, writes a unit as the real one would, starts it.
@@ -83,7 +217,7 @@ MYCELIUM = r"""#!/bin/sh
 # packets for a peer's overlay address sent to the peer's public address on UDP 9651 (a
 # small relay; real Mycelium speaks its own protocol there, over TCP or QUIC).
 state=/var/lib/mycelium
-echo "mycelium $(cut -d' ' -f1 /proc/uptime) $*" >> "$state/order.log"
+echo "mycelium $(cut -d' ' -f1 /proc/uptime) $(date +%s) $*" >> "$state/order.log"
 echo "$*" > "$state/mycelium.args"
 ls -l /etc/mycelium/priv_key.bin > "$state/key.ls" 2>&1
 tun=$(echo "$*" | sed -n 's/.*--tun-name \([^ ]*\).*/\1/p')

@@ -38,6 +38,9 @@ PACKAGES = (
     "python3",
     # nft, for the seeds' host firewall.
     "nftables",
+    # `meshseed apply` logs in as cloud-init's default user and runs sudo -n, as on a
+    # Debian cloud image.
+    "sudo",
 )
 # Test harness only: cloud-init runs, then the guest stops by itself after the number of
 # seconds given as meshseed_linger= on the kernel command line.
@@ -85,6 +88,43 @@ ExecStart=/usr/local/sbin/meshseed-test-poweroff
 WantedBy=cloud-final.service
 """
 
+# Test harness only: `meshseed apply` reaches a guest over SSH through QEMU's user-mode
+# network (a host-forwarded port on 127.0.0.1), on a second NIC that the seeds know
+# nothing of. It gets QEMU's fixed guest address here, before sshd starts.
+HOSTLINK_MAC_PREFIX = "52:54:00:00:0f:"
+HOSTLINK_SCRIPT = f"""\
+#!/bin/sh
+# Only a guest started with the link has it; give its NIC 30 s to appear.
+grep -q meshseed_hostlink /proc/cmdline || exit 0
+for _ in $(seq 1 30); do
+  for nic in /sys/class/net/*; do
+    case $(cat "$nic/address") in
+      {HOSTLINK_MAC_PREFIX}*)
+        ip link set dev "${{nic##*/}}" up
+        ip addr replace 10.0.2.15/24 dev "${{nic##*/}}"
+        exit 0
+        ;;
+    esac
+  done
+  sleep 1
+done
+echo "meshseed-test: no NIC with MAC {HOSTLINK_MAC_PREFIX}*" >&2
+exit 1
+"""
+HOSTLINK_UNIT = """\
+[Unit]
+Description=meshseed test: the host's SSH link
+Before=ssh.service
+After=systemd-udev-trigger.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/meshseed-test-hostlink
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 
 def build_guest(ctx: BuildContext) -> None:
     mmdebstrap = require("mmdebstrap", "mmdebstrap")
@@ -99,6 +139,10 @@ def build_guest(ctx: BuildContext) -> None:
         f"cat > \"$1/usr/local/sbin/meshseed-test-poweroff\" <<'SCRIPT'\n{POWEROFF_SCRIPT}SCRIPT",
         'chmod 0755 "$1/usr/local/sbin/meshseed-test-poweroff"',
         'chroot "$1" systemctl enable meshseed-test-poweroff.service',
+        f"cat > \"$1/etc/systemd/system/meshseed-test-hostlink.service\" <<'UNIT'\n{HOSTLINK_UNIT}UNIT",
+        f"cat > \"$1/usr/local/sbin/meshseed-test-hostlink\" <<'SCRIPT'\n{HOSTLINK_SCRIPT}SCRIPT",
+        'chmod 0755 "$1/usr/local/sbin/meshseed-test-hostlink"',
+        'chroot "$1" systemctl enable meshseed-test-hostlink.service',
         # The Mycelium test double stands in for a TUN with a dummy interface.
         'echo dummy > "$1/etc/modules-load.d/meshseed-test.conf"',
         # Only NoCloud: no waiting for metadata services that cannot answer here.
@@ -139,6 +183,7 @@ def guest(store_root: Path) -> Path:
             "suite": "bookworm",
             "unit": POWEROFF_UNIT,
             "script": POWEROFF_SCRIPT,
+            "hostlink": [HOSTLINK_UNIT, HOSTLINK_SCRIPT],
         },
     )
     with store.shared():

@@ -4,7 +4,9 @@ Two servers of a test site boot side by side on a private link between the VMs (
 traffic leaves the machine), each with its seed and its role's air-gap payload, built
 by `meshseed build --airgap` from a lock resolved against a local registry and a local
 artifact server. The payload's k3s and Mycelium are test doubles (tests/e2e/doubles.py).
-A third boot with a tampered payload must refuse to install anything.
+Then, on day two, the site changes and `meshseed apply` brings both running servers to
+the new build over SSH. A third boot with a tampered payload must refuse to install
+anything.
 """
 
 from __future__ import annotations
@@ -18,13 +20,27 @@ from pathlib import Path
 import pytest
 
 from builder.det.iso9660 import IsoFile, write_iso
+from tests.e2e.day_two import (
+    NEW_PEER,
+    apply,
+    change_site,
+    events,
+    kubectl_log,
+    power_off,
+    seed_file,
+    ssh_config,
+    wait_for_sshd,
+    wait_healthy,
+)
 from tests.e2e.doubles import K3S
 from tests.e2e.guest import guest
 from tests.e2e.project import SITE, build_project, e2e_store
 from tests.e2e.vm import Guest, wait_all
 from tests.integration.cli import meshseed
-from tests.integration.oci_fixtures import Registry, TestImage
+from tests.integration.oci_fixtures import Registry, TestImage, free_port
+from tests.sshd_nodes import user_key
 from tests.tools import require
+from tests.unit.sites import KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +51,24 @@ def guest_files() -> Path:
 
 
 @pytest.fixture
+def login_key(tmp_path: Path) -> Path:
+    """The operator's SSH key, which the site authorises on every node."""
+    return user_key(tmp_path / "operator")
+
+
+@pytest.fixture
 def project(
-    tmp_path: Path, master_key_file: Path, registry: Registry, test_images: dict[str, TestImage]
+    tmp_path: Path,
+    master_key_file: Path,
+    registry: Registry,
+    test_images: dict[str, TestImage],
+    login_key: Path,
 ) -> Path:
     """A site, its lock (doubles as binaries) and its --airgap build: dist/nodes."""
+    public_key = Path(f"{login_key}.pub").read_text().strip()
     dist = build_project(
         tmp_path / "project",
-        site=SITE,
+        site=SITE.replace(KEY, public_key),
         master_key=master_key_file,
         registry=registry,
         test_images=test_images,
@@ -61,18 +88,23 @@ def boot(name: str, nodes: Path, files: Path, work: Path, **options: object) -> 
     )
 
 
-def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
-    project: Path, guest_files: Path, tmp_path: Path, master_key_file: Path
+def test_two_servers_boot_into_the_overlay_join_and_take_a_change_by_apply(
+    project: Path, guest_files: Path, tmp_path: Path, master_key_file: Path, login_key: Path
 ) -> None:
     work = tmp_path / "vms"
     work.mkdir()
+    # The machines keep the seeds they were first booted with; dist/ is built again on
+    # day two.
+    seeds = work / "seeds"
+    for name in ("s1", "s2"):
+        shutil.copytree(project / name, seeds / name)
     link = (work / "s1.sock", work / "s2.sock")
     # Each stays up until it has met the other: s1 until it served s2's join, s2 until it
     # has an answer; s1 lingers on for its Mycelium double's crash and restart
     # (5 s after k3s starts, then RestartSec=5), with room to spare.
     first = boot(
         "s1",
-        project,
+        seeds,
         guest_files,
         work,
         mac="52:54:00:00:0e:01",
@@ -82,7 +114,7 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
     )
     second = boot(
         "s2",
-        project,
+        seeds,
         guest_files,
         work,
         mac="52:54:00:00:0e:02",
@@ -157,27 +189,88 @@ def test_two_servers_boot_into_the_overlay_and_the_second_joins_the_first(
         assert vm.exists("/var/lib/meshseed/setup.done")
         assert vm.exists("/etc/systemd/system/multi-user.target.wants/meshseed-node-setup.service")
         assert not vm.exists("/etc/motd.d/meshseed")
-    # A second boot of s1 does nothing of the setup again.
-    before = first.read("/var/lib/meshseed-test/order.log")
-    first.boot_again()
-    try:
-        again = first.wait()
-    finally:
-        first.stop()
-    assert "meshseed: verified" not in again and "meshseed: installing" not in again, again[-3000:]
-    after = first.read("/var/lib/meshseed-test/order.log")
-    assert after.startswith(before) and "install " not in after[len(before) :], after
     assert "cluster-init: true" in first.read("/var/lib/meshseed-test/k3s-config.yaml")
     assert f"server: https://[{overlay['s1']}]:6443" in second.read("/var/lib/meshseed-test/k3s-config.yaml")
     joined = second.read("/var/lib/meshseed-test/join.log")
     assert f"joined {overlay['s1']} k3s-double {overlay['s1']}" in joined, joined
     assert first.read("/var/lib/meshseed-test/served.log").startswith("served "), "s1 served no one"
     # The join above crossed both host firewalls (over the overlay, from a cluster node);
-    # both are loaded after boot, the second boot's included.
+    # both are loaded after boot.
     for vm in (first, second):
         rules = vm.read("/var/lib/meshseed-test/nft.txt")
         assert "table inet meshseed" in rules and "chain from_public" in rules, rules
         assert overlay["s2"] in rules and overlay["s1"] in rules, rules
+    day_two([first, second], project.parent.parent, master_key_file, login_key, nodes)
+
+
+def day_two(
+    vms: list[Guest], root: Path, master_key: Path, login_key: Path, nodes: list[dict[str, str]]
+) -> None:
+    """A new Mycelium peer on both servers and a changed manifest, built and applied to the
+    running servers: the files land on both, the nodes change one after the other, and a
+    second apply changes nothing. The second boot does nothing of the setup again."""
+    before = {vm.name: vm.read("/var/lib/meshseed-test/order.log") for vm in vms}
+    manifests = root / "dist" / "manifests"
+    old_manifests = {path.name: path.read_bytes() for path in manifests.glob("*.yaml")}
+    change_site(root, {vm.name: str(vm.mac) for vm in vms}, master_key)
+    new_manifests = {path.name: path.read_bytes() for path in sorted(manifests.glob("*.yaml"))}
+    changed_manifests = sorted(
+        name for name, data in new_manifests.items() if old_manifests.get(name) != data
+    )
+    assert changed_manifests, "the alerts change changed no manifest"
+    addresses = {n["name"]: n["public_ipv6"] for n in nodes}
+    for vm in vms:
+        vm.ssh_port, vm.linger = free_port(), 1800
+        vm.boot_again()
+    try:
+        config = ssh_config(root.parent / "day-two", {vm.name: vm for vm in vms}, addresses, login_key)
+        for vm in vms:
+            wait_for_sshd(vm)
+        plan = wait_healthy(root, master_key, config, {vm.name for vm in vms})
+        assert plan["left_out"] == ["s3", "b1"], plan
+        for node in plan["plan"]:
+            paths = [change["path"] for change in node["changes"]]
+            assert "/etc/systemd/system/mycelium.service" in paths, node
+            assert node["restart"][0] in {"meshseed-firewall.service", "mycelium.service"}, node
+            assert node["restart"][-1] == "k3s.service" and "mycelium.service" in node["restart"], node
+            assert sorted(Path(m["path"]).name for m in node["manifests"]) == changed_manifests, node
+        # s3 and b1 were never booted, so the cluster is not healthy: --force.
+        report = apply(root, master_key, config, "--force")
+        assert report["changed"] == ["s1", "s2"] and report["failed"] is None, report
+        assert report["manifests"] == changed_manifests, report
+        assert all(problem.split()[0] in {"s3", "b1"} for problem in report["problems"]), report
+        again = apply(root, master_key, config)
+        assert all(not node["changes"] and not node["manifests"] for node in again["plan"]), again
+        assert again["changed"] == [] and again["manifests"] == [], again
+        for vm in vms:
+            power_off(config, addresses[vm.name])
+        wait_all(vms)
+    finally:
+        for vm in vms:
+            vm.stop()
+    first, second = vms
+    for vm in vms:
+        console = vm.console()
+        assert "meshseed: verified" not in console and "meshseed: installing" not in console, console[-3000:]
+        order = vm.read("/var/lib/meshseed-test/order.log")
+        assert order.startswith(before[vm.name]) and "install " not in order[len(before[vm.name]) :], order
+        assert NEW_PEER in vm.read("/var/lib/mycelium/mycelium.args")
+        unit = "/etc/systemd/system/mycelium.service"
+        assert vm.read(unit) == seed_file(root / "dist", vm.name, unit) and NEW_PEER in vm.read(unit)
+        for name, data in new_manifests.items():
+            assert vm.read(f"/var/lib/rancher/k3s/server/manifests/{name}").encode() == data, name
+        # On the node's own clock: Mycelium restarted before k3s, both during apply.
+        mycelium = events(vm.read("/var/lib/mycelium/order.log"), "mycelium")[-1]
+        assert mycelium < events(order, "k3s")[-1]
+    # One node after the other, each told by the other's clock: s2 saw s1 drained and
+    # uncordoned before its own Mycelium restarted; s1 was back (its k3s restarted) before
+    # it drained s2.
+    seen_by_s2 = kubectl_log(second.read("/var/lib/meshseed-test/kubectl.log"))
+    seen_by_s1 = kubectl_log(first.read("/var/lib/meshseed-test/kubectl.log"))
+    assert [(verb, node) for verb, node, _ in seen_by_s2] == [("drain", "s1"), ("uncordon", "s1")]
+    assert [(verb, node) for verb, node, _ in seen_by_s1] == [("drain", "s2"), ("uncordon", "s2")]
+    assert seen_by_s2[1][2] < events(second.read("/var/lib/mycelium/order.log"), "mycelium")[-1]
+    assert events(first.read("/var/lib/meshseed-test/order.log"), "k3s")[-1] < seen_by_s1[0][2]
 
 
 def test_a_tampered_payload_installs_nothing(project: Path, guest_files: Path, tmp_path: Path) -> None:

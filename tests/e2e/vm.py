@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.e2e.guest import HOSTLINK_MAC_PREFIX
 from tests.tools import require
 
 BOOT_TIMEOUT = 900
@@ -31,6 +32,9 @@ class Guest:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # Which boot of this guest: the second boots the same disk again.
     boot: int = 1
+    # With a port: the guest's sshd on 127.0.0.1:port, through QEMU's user-mode network
+    # on a second NIC (the harness's, see guest.py), which reaches nothing else.
+    ssh_port: int | None = None
 
     @property
     def serial(self) -> Path:
@@ -95,8 +99,16 @@ class Guest:
                 "-device",
                 f"virtio-net-pci,netdev=n0,mac={self.mac}",
             ]
-        else:
+        elif self.ssh_port is None:
             argv += ["-nic", "none"]
+        if self.ssh_port is not None:
+            index = self.name[-1] if self.name[-1].isdigit() else "0"
+            argv += [
+                "-netdev",
+                f"user,id=h0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-10.0.2.15:22",
+                "-device",
+                f"virtio-net-pci,netdev=h0,mac={HOSTLINK_MAC_PREFIX}0{index}",
+            ]
         with (self.work / f"{self.name}.qemu.log").open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
 
@@ -104,11 +116,15 @@ class Guest:
         line = f"root=/dev/vda rw console=ttyS0 meshseed_linger={self.linger}"
         if self.await_file is not None:
             line += f" meshseed_await={self.await_file}"
+        if self.ssh_port is not None:
+            line += " meshseed_hostlink"
         return line
 
     def boot_again(self) -> None:
         """Start the powered-off guest again, from the disk its first boot left."""
         self.boot += 1
+        # The raw copy read_* works on is of the disk as the last boot left it.
+        self.work.joinpath(f"{self.name}.raw").unlink(missing_ok=True)
         self.start()
 
     def wait(self, timeout: float = BOOT_TIMEOUT) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.apply.desired import site_wants
+from builder.apply.desired import NodeWants, site_wants
 from builder.apply.plan import NodePlan, pinned_binary, plan_node
 from builder.apply.remote import OnNode
 from builder.apply.rollout import Cluster, Outcome, health_problems, roll_out
@@ -18,7 +18,7 @@ from builder.apply.versions import parse_version
 from builder.errors import MeshseedError, bad_input
 from builder.lock import Lock
 from builder.secrets import SecretDeriver
-from builder.site import Site
+from builder.site import Node, Site
 from builder.ssh_login import Login, login_to
 
 
@@ -61,14 +61,7 @@ def apply(
     say: Callable[[str], None],
     show_plan: Callable[[Report], None],
 ) -> Report:
-    wants = site_wants(site, dist)
-    if unknown := sorted(set(options.only) - {want.node.name for want in wants}):
-        raise bad_input(
-            f"--only names {', '.join(unknown)}, not a node of cluster {site.cluster}",
-            hint=f"the site's nodes: {', '.join(want.node.name for want in wants)}",
-        )
-    left_out = [want.node for want in wants if options.only and want.node.name not in options.only]
-    wants = [want for want in wants if want.node not in left_out]
+    wants, left_out = select(site_wants(site, dist), options.only, site.cluster)
     if "k3s" not in lock.binaries:
         raise bad_input("images.lock pins no k3s: lock first (`meshseed lock`), then build")
     pinned = parse_version(lock.k3s_version, "images.lock: k3s.version")
@@ -111,6 +104,18 @@ def apply(
             )
         report.outcome = roll_out(cluster)
     return report
+
+
+def select(wants: list[NodeWants], only: tuple[str, ...], cluster: str) -> tuple[list[NodeWants], list[Node]]:
+    """The nodes to log in to, and the nodes `--only` leaves out (none without it)."""
+    if unknown := sorted(set(only) - {want.node.name for want in wants}):
+        raise bad_input(
+            f"--only names {', '.join(unknown)}, not a node of cluster {cluster}",
+            hint=f"the site's nodes: {', '.join(want.node.name for want in wants)}",
+        )
+    if not only:
+        return wants, []
+    return [w for w in wants if w.node.name in only], [w.node for w in wants if w.node.name not in only]
 
 
 def plan_text(report: Report) -> str:

@@ -7,7 +7,7 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,13 @@ def wait_for_sshd(guest: Guest, timeout: float = 900) -> None:
     raise AssertionError(f"{guest.name}'s sshd never answered:\n{guest.console()[-3000:]}")
 
 
-def apply(root: Path, master_key: Path, config: Path, *args: str) -> Any:
-    """`meshseed apply --json` to the booted servers only; its report."""
+def apply(root: Path, master_key: Path, config: Path, booted: Collection[str], *args: str) -> Any:
+    """`meshseed apply --json` to the booted nodes only; its report."""
     result = meshseed(
         "apply",
         "site.yaml",
         "--only",
-        "s1,s2",
+        ",".join(booted),
         "--ssh-config",
         str(config),
         "--json",
@@ -80,12 +80,14 @@ def apply(root: Path, master_key: Path, config: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def wait_healthy(root: Path, master_key: Path, config: Path, booted: set[str], timeout: float = 600) -> Any:
+def wait_healthy(
+    root: Path, master_key: Path, config: Path, booted: Collection[str], timeout: float = 600
+) -> Any:
     """Until the booted nodes are Ready etcd members as their servers see them (the guests
     not booted are missing all along); the dry run's report."""
     deadline = time.monotonic() + timeout
     while True:
-        report = apply(root, master_key, config, "--dry-run")
+        report = apply(root, master_key, config, booted, "--dry-run")
         about_booted = [p for p in report["problems"] if p.split()[0].removesuffix("'s") in booted]
         if not about_booted:
             return report

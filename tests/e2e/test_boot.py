@@ -219,6 +219,7 @@ def day_two(
     )
     assert changed_manifests, "the alerts change changed no manifest"
     addresses = {n["name"]: n["public_ipv6"] for n in nodes}
+    booted = [vm.name for vm in vms]
     for vm in vms:
         vm.ssh_port, vm.linger = free_port(), 1800
         vm.boot_again()
@@ -226,7 +227,7 @@ def day_two(
         config = ssh_config(root.parent / "day-two", {vm.name: vm for vm in vms}, addresses, login_key)
         for vm in vms:
             wait_for_sshd(vm)
-        plan = wait_healthy(root, master_key, config, {vm.name for vm in vms})
+        plan = wait_healthy(root, master_key, config, booted)
         assert plan["left_out"] == ["s3", "b1"], plan
         for node in plan["plan"]:
             paths = [change["path"] for change in node["changes"]]
@@ -235,11 +236,11 @@ def day_two(
             assert node["restart"][-1] == "k3s.service" and "mycelium.service" in node["restart"], node
             assert sorted(Path(m["path"]).name for m in node["manifests"]) == changed_manifests, node
         # s3 and b1 were never booted, so the cluster is not healthy: --force.
-        report = apply(root, master_key, config, "--force")
+        report = apply(root, master_key, config, booted, "--force")
         assert report["changed"] == ["s1", "s2"] and report["failed"] is None, report
         assert report["manifests"] == changed_manifests, report
         assert all(problem.split()[0] in {"s3", "b1"} for problem in report["problems"]), report
-        again = apply(root, master_key, config)
+        again = apply(root, master_key, config, booted)
         assert all(not node["changes"] and not node["manifests"] for node in again["plan"]), again
         assert again["changed"] == [] and again["manifests"] == [], again
         for vm in vms:
@@ -248,7 +249,7 @@ def day_two(
     finally:
         for vm in vms:
             vm.stop()
-    first, second = vms
+    k3s_started, mycelium_started = {}, {}
     for vm in vms:
         console = vm.console()
         assert "meshseed: verified" not in console and "meshseed: installing" not in console, console[-3000:]
@@ -256,12 +257,15 @@ def day_two(
         assert order.startswith(before[vm.name]) and "install " not in order[len(before[vm.name]) :], order
         assert NEW_PEER in vm.read("/var/lib/mycelium/mycelium.args")
         unit = "/etc/systemd/system/mycelium.service"
-        assert vm.read(unit) == seed_file(root / "dist", vm.name, unit) and NEW_PEER in vm.read(unit)
+        written = vm.read(unit)
+        assert written == seed_file(root / "dist", vm.name, unit) and NEW_PEER in written
         for name, data in new_manifests.items():
             assert vm.read(f"/var/lib/rancher/k3s/server/manifests/{name}").encode() == data, name
         # On the node's own clock: Mycelium restarted before k3s, both during apply.
-        mycelium = events(vm.read("/var/lib/mycelium/order.log"), "mycelium")[-1]
-        assert mycelium < events(order, "k3s")[-1]
+        k3s_started[vm.name] = events(order, "k3s")[-1]
+        mycelium_started[vm.name] = events(vm.read("/var/lib/mycelium/order.log"), "mycelium")[-1]
+        assert mycelium_started[vm.name] < k3s_started[vm.name]
+    first, second = vms
     # One node after the other, each told by the other's clock: s2 saw s1 drained and
     # uncordoned before its own Mycelium restarted; s1 was back (its k3s restarted) before
     # it drained s2.
@@ -269,8 +273,8 @@ def day_two(
     seen_by_s1 = kubectl_log(first.read("/var/lib/meshseed-test/kubectl.log"))
     assert [(verb, node) for verb, node, _ in seen_by_s2] == [("drain", "s1"), ("uncordon", "s1")]
     assert [(verb, node) for verb, node, _ in seen_by_s1] == [("drain", "s2"), ("uncordon", "s2")]
-    assert seen_by_s2[1][2] < events(second.read("/var/lib/mycelium/order.log"), "mycelium")[-1]
-    assert events(first.read("/var/lib/meshseed-test/order.log"), "k3s")[-1] < seen_by_s1[0][2]
+    assert seen_by_s2[1][2] < mycelium_started["s2"]
+    assert k3s_started["s1"] < seen_by_s1[0][2]
 
 
 def test_a_tampered_payload_installs_nothing(project: Path, guest_files: Path, tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ class Guest:
     def overlay(self) -> Path:
         return self.work / f"{self.name}.qcow2"
 
+    @property
+    def raw(self) -> Path:
+        """The raw copy of the disk that read_* work on, made on first use."""
+        return self.work / f"{self.name}.raw"
+
     def start(self) -> None:
         qemu_img = require("qemu-img", "qemu-utils")
         qemu = require("qemu-system-x86_64", "qemu-system-x86")
@@ -123,8 +128,8 @@ class Guest:
     def boot_again(self) -> None:
         """Start the powered-off guest again, from the disk its first boot left."""
         self.boot += 1
-        # The raw copy read_* works on is of the disk as the last boot left it.
-        self.work.joinpath(f"{self.name}.raw").unlink(missing_ok=True)
+        # The raw copy is of the disk as the last boot left it.
+        self.raw.unlink(missing_ok=True)
         self.start()
 
     def wait(self, timeout: float = BOOT_TIMEOUT) -> str:
@@ -149,7 +154,7 @@ class Guest:
         return self.serial.read_text(errors="replace") if self.serial.exists() else ""
 
     def raw_disk(self) -> Path:
-        raw = self.work / f"{self.name}.raw"
+        raw = self.raw
         if not raw.exists():
             qemu_img = require("qemu-img", "qemu-utils")
             subprocess.run([qemu_img, "convert", "-O", "raw", str(self.overlay), str(raw)], check=True)
